@@ -1,0 +1,150 @@
+"""Reads the TOML files, validates them into immutable models and cross-checks them.
+
+Errors name the file, the field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from scenarios.errors import ScenarioError
+from scenarios.operations import ARCHITECTURES, OperationCatalog
+from scenarios.profiles import Profile
+from scenarios.topology import Topology
+from scenarios.workload import OPERATIONS, Workload
+
+DATA_DIR = Path(__file__).parent / "data"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the model needs, validated and consistent with itself."""
+
+    topology: Topology
+    workload: Workload
+    operations: OperationCatalog
+    profile: Profile
+    files: dict[str, Path]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The scenario as run, for results folders."""
+        return {
+            "topology": self.topology.model_dump(mode="json"),
+            "workload": self.workload.model_dump(mode="json"),
+            "operations": self.operations.model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json"),
+        }
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ScenarioError(f"{path}: file not found")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _format_validation(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        lines.append(f"{path}: {loc}: {err['msg']} (got {shown})")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return "\n".join(lines)
+
+
+def load_model(model: type[M], path: Path) -> M:
+    """Validate one TOML file into `model`; a ScenarioError names file, field and value."""
+    data = _read_toml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation(path, exc)) from exc
+
+
+def available_profiles(data_dir: Path = DATA_DIR) -> list[str]:
+    return sorted(p.stem for p in (data_dir / "profiles").glob("*.toml"))
+
+
+def load_world(profile: str = "seed", data_dir: Path = DATA_DIR) -> World:
+    """Load and cross-check topology, workload, operations and one latency profile."""
+    profiles = available_profiles(data_dir)
+    if profile not in profiles:
+        raise ScenarioError(
+            f"unknown profile {profile!r}: choose one of {', '.join(profiles) or '(none found)'}"
+            f" (files in {data_dir / 'profiles'})"
+        )
+    files = {
+        "topology": data_dir / "topology.toml",
+        "workload": data_dir / "workload.toml",
+        "operations": data_dir / "operations.toml",
+        "profile": data_dir / "profiles" / f"{profile}.toml",
+    }
+    world = World(
+        topology=load_model(Topology, files["topology"]),
+        workload=load_model(Workload, files["workload"]),
+        operations=load_model(OperationCatalog, files["operations"]),
+        profile=load_model(Profile, files["profile"]),
+        files=files,
+    )
+    _cross_check(world)
+    return world
+
+
+def _cross_check(world: World) -> None:
+    topo, work, ops, prof = world.topology, world.workload, world.operations, world.profile
+    if set(work.region_share) != set(topo.regions):
+        raise ScenarioError(
+            f"{world.files['workload']}: region_share must name exactly the topology's regions "
+            f"{list(topo.regions)}, got {sorted(work.region_share)}"
+        )
+    for arch in ARCHITECTURES:
+        catalog = ops.of(arch)
+        if set(catalog) != set(OPERATIONS):
+            raise ScenarioError(
+                f"{world.files['operations']}: [{arch}] must define exactly {list(OPERATIONS)}, "
+                f"got {sorted(catalog)}"
+            )
+        for name, op in catalog.items():
+            for i, step in enumerate(op.steps):
+                where = f"{world.files['operations']}: {arch}.{name}.steps[{i}] ({step.label})"
+                if step.component == "edge" and step.action not in prof.edge:
+                    raise ScenarioError(
+                        f"{where}: profile {prof.name!r} has no edge time for action "
+                        f"{step.action!r}; add it under [edge] in {world.files['profile']}"
+                    )
+                if step.component != "edge" and prof.network == "layer_figures":
+                    fig = prof.access.get(step.component)
+                    needs_cross = step.at != "local"
+                    if fig is None or (needs_cross and fig.cross_region is None):
+                        wanted = "same_region and cross_region" if needs_cross else "same_region"
+                        raise ScenarioError(
+                            f"{where}: profile {prof.name!r} needs [access.{step.component}] "
+                            f"with {wanted} figures in {world.files['profile']}"
+                        )
+                if step.component == "do" and step.object not in topo.durable_objects.namespaces:
+                    raise ScenarioError(
+                        f"{where}: unknown Durable Object namespace {step.object!r}; known: "
+                        f"{sorted(topo.durable_objects.namespaces)}"
+                    )
+                if step.outcome is not None:
+                    for locality, caches in work.cache_hit_rate.items():
+                        if step.outcome not in caches:
+                            raise ScenarioError(
+                                f"{where}: outcome {step.outcome!r} has no hit rate in "
+                                f"{world.files['workload']} [cache_hit_rate.{locality}]"
+                            )
