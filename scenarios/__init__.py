@@ -7,5 +7,6 @@ the step list of every operation, and the latency profiles. Depends on nothing o
 
 from scenarios.errors import ScenarioError
 from scenarios.loader import DATA_DIR, World, load_world
+from scenarios.targets import SeedTargets, load_seed_targets
 
-__all__ = ["DATA_DIR", "ScenarioError", "World", "load_world"]
+__all__ = ["DATA_DIR", "ScenarioError", "SeedTargets", "World", "load_seed_targets", "load_world"]

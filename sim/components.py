@@ -12,31 +12,41 @@ Edge workers are auto-scaled (infinite servers), so an edge step is a pure delay
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+import itertools
 
 import numpy as np
 
 from scenarios.loader import World
 from sim.queues import FcfsStation
-from sim.sampling import Stream, stream_of, uniform01
+from sim.sampling import Stream, constant_value, stream_of
 
 
-@dataclass
-class Delay:
-    """A sum of independent delays: streams plus a fixed part, in ms."""
+def delay_of(parts: Sequence[Stream], fixed_ms: float = 0.0) -> Stream:
+    """A sum of independent delays (streams plus a fixed part) as one stream, in ms."""
+    constant = fixed_ms
+    random_parts = []
+    for part in parts:
+        value = constant_value(part)
+        if value is None:
+            random_parts.append(part)
+        else:
+            constant += value
+    if not random_parts:
+        return itertools.repeat(constant).__next__
+    if len(random_parts) == 1 and constant == 0.0:
+        return random_parts[0]
+    if len(random_parts) == 1:
+        only = random_parts[0]
+        return lambda: constant + only()
+    streams = tuple(random_parts)
 
-    streams: tuple[Stream, ...]
-    fixed_ms: float = 0.0
+    def total() -> float:
+        t = constant
+        for s in streams:
+            t += s()
+        return t
 
-    def next(self) -> float:
-        total = self.fixed_ms
-        for s in self.streams:
-            total += s.next()
-        return total
-
-    @property
-    def is_zero(self) -> bool:
-        return not self.streams and self.fixed_ms == 0.0
+    return total
 
 
 class Network:
@@ -55,15 +65,15 @@ class Network:
             for c, f in prof.access.items()
             if f.cross_region is not None
         }
-        self._cache: dict[tuple[str, str, str], Delay] = {}
+        self._cache: dict[tuple[str, str, str], Stream] = {}
 
-    def access(self, component: str, src: str, dst: str) -> Delay:
+    def access(self, component: str, src: str, dst: str) -> Stream:
         key = (component, src, dst)
         if key not in self._cache:
             self._cache[key] = self._build(component, src, dst)
         return self._cache[key]
 
-    def _build(self, component: str, src: str, dst: str) -> Delay:
+    def _build(self, component: str, src: str, dst: str) -> Stream:
         parts: list[Stream] = []
         fixed = 0.0
         if self._world.profile.network == "layer_figures":
@@ -76,47 +86,42 @@ class Network:
                 parts.append(self._jitter)
         if component in self._client:
             parts.append(self._client[component])
-        return Delay(tuple(parts), fixed)
+        return delay_of(parts, fixed)
 
-    def write_quorum(self, leaseholder_region: str) -> Delay:
+    def write_quorum(self, leaseholder_region: str) -> Stream | None:
         """Extra wait for a Raft quorum after a write is applied at its leaseholder."""
         if self._world.profile.write_quorum == "included":
-            return Delay(())
+            return None
         topo = self._world.topology
         if topo.crdb.survival == "zone":
-            return Delay((self._intra,))
+            return self._intra
         nearest = topo.nearest_other_region(leaseholder_region)
-        return Delay((self._jitter,), topo.rtt.between(leaseholder_region, nearest))
+        return delay_of((self._jitter,), topo.rtt.between(leaseholder_region, nearest))
 
 
 class _Pool:
-    """Stations reached by hash routing: every key lands on one uniformly."""
+    """Interchangeable stations that keys reach by hash routing (uniformly)."""
 
-    def __init__(self, stations: Sequence[FcfsStation], rng: np.random.Generator) -> None:
+    def __init__(self, stations: Sequence[FcfsStation]) -> None:
         self.stations = list(stations)
-        self._u = uniform01(rng)
-
-    def pick(self) -> FcfsStation:
-        n = len(self.stations)
-        return self.stations[0] if n == 1 else self.stations[int(self._u.next() * n)]
 
 
 class RedisCluster(_Pool):
     def __init__(self, region: str, shards: int, world: World, rng: np.random.Generator) -> None:
-        super().__init__([FcfsStation(f"redis/{region}/{i}") for i in range(shards)], rng)
+        super().__init__([FcfsStation(f"redis/{region}/{i}") for i in range(shards)])
         self.service = stream_of(world.topology.redis.service, rng)
 
 
 class CockroachRegion(_Pool):
     def __init__(self, region: str, nodes: int, world: World, rng: np.random.Generator) -> None:
         vcpus = world.topology.crdb.vcpus_per_node
-        super().__init__([FcfsStation(f"crdb/{region}/{i}", vcpus) for i in range(nodes)], rng)
+        super().__init__([FcfsStation(f"crdb/{region}/{i}", vcpus) for i in range(nodes)])
         self.read_cpu = stream_of(world.topology.crdb.read_cpu, rng)
         self.write_cpu = stream_of(world.topology.crdb.write_cpu, rng)
 
 
 class DurableObjectNamespace:
-    """Shards spread round-robin over the regions; a key hashes to one uniformly."""
+    """Shards spread round-robin over the regions; a key hashes to one of them."""
 
     def __init__(self, name: str, shards: int, world: World, rng: np.random.Generator) -> None:
         regions = world.topology.regions
@@ -124,15 +129,10 @@ class DurableObjectNamespace:
         self.stations = [FcfsStation(f"do/{name}/{i}") for i in range(shards)]
         self.regions = [regions[i % len(regions)] for i in range(shards)]
         self.service = stream_of(world.topology.durable_objects.service, rng)
-        self._u = uniform01(rng)
-
-    def pick(self) -> tuple[FcfsStation, str]:
-        i = int(self._u.next() * len(self.stations))
-        return self.stations[i], self.regions[i]
 
 
 class D1Database:
     def __init__(self, world: World, rng: np.random.Generator) -> None:
         self.region = world.topology.d1.primary_region
-        self.station = FcfsStation(f"d1/{self.region}")
+        self.station = FcfsStation(f"d1/{self.region}/0")
         self.service = stream_of(world.topology.d1.service, rng)

@@ -1,13 +1,15 @@
 """Fast streams of samples from scenario distributions.
 
-Each stream draws blocks from the run's one numpy Generator and hands out Python floats,
-so the model's hot path never calls numpy per sample. The order in which streams refill
-follows the event order, so a seeded run is reproducible bit for bit.
+A stream is a zero-argument callable returning the next sample in ms. It draws blocks
+from the run's one numpy Generator and hands out Python floats through a generator's
+`__next__`, so the model's hot path neither calls numpy per sample nor runs Python code
+per sample. Streams refill in event order, so a seeded run is reproducible bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -15,44 +17,36 @@ from scenarios.distributions import Constant, Exponential, Lognormal, Uniform
 
 BLOCK = 8192
 AnyDist = Constant | Uniform | Exponential | Lognormal
+Stream = Callable[[], float]
 
 
-class Stream:
-    """Samples of one distribution, in ms."""
-
-    __slots__ = ("_buf", "_draw", "_i", "constant")
-
-    def __init__(self, draw: Callable[[int], np.ndarray] | None, constant: float = 0.0) -> None:
-        self._draw = draw
-        self._buf: list[float] = []
-        self._i = 0
-        self.constant = constant if draw is None else None
-
-    def next(self) -> float:
-        if self._draw is None:
-            return self.constant  # type: ignore[return-value]
-        i = self._i
-        if i == len(self._buf):
-            self._buf = self._draw(BLOCK).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[float]:
+    while True:
+        yield from draw(BLOCK).tolist()
 
 
-def stream_of(dist: AnyDist, rng: np.random.Generator, scale: float = 1.0) -> Stream:
-    """A stream for `dist`, every sample multiplied by `scale`."""
+def constant_value(stream: Stream) -> float | None:
+    """The value of a constant stream, None for a random one."""
+    owner = getattr(stream, "__self__", None)
+    if isinstance(owner, itertools.repeat):
+        return float(stream())
+    return None
+
+
+def stream_of(dist: AnyDist, rng: np.random.Generator) -> Stream:
+    """A stream of samples of `dist`."""
     if isinstance(dist, Constant):
-        return Stream(None, dist.value_ms * scale)
+        return itertools.repeat(dist.value_ms).__next__
     if isinstance(dist, Uniform):
-        lo, hi = dist.low_ms * scale, dist.high_ms * scale
-        return Stream(lambda n: rng.uniform(lo, hi, n))
+        lo, hi = dist.low_ms, dist.high_ms
+        return _blocks(lambda n: rng.uniform(lo, hi, n)).__next__
     if isinstance(dist, Exponential):
-        mean = dist.mean_ms * scale
-        return Stream(lambda n: rng.exponential(mean, n))
-    mu, sigma = float(np.log(dist.median_ms * scale)), dist.sigma
-    return Stream(lambda n: rng.lognormal(mu, sigma, n))
+        mean = dist.mean_ms
+        return _blocks(lambda n: rng.exponential(mean, n)).__next__
+    mu, sigma = float(np.log(dist.median_ms)), dist.sigma
+    return _blocks(lambda n: rng.lognormal(mu, sigma, n)).__next__
 
 
 def uniform01(rng: np.random.Generator) -> Stream:
     """U(0, 1) draws for routing and branch decisions."""
-    return Stream(lambda n: rng.random(n))
+    return _blocks(rng.random).__next__

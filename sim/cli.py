@@ -1,0 +1,239 @@
+"""`make simulate`: validate the flags, run the model, print the table, write results/sim/."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scenarios import ScenarioError, load_seed_targets, load_world
+from scenarios.loader import available_profiles
+from sim.errors import SimulationError
+from sim.model import max_reduction, node_counts
+from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
+from sim.runner import SimulationPlan, run_plan
+from sim.summary import averages, findings, latency_rows
+from sim.table import averages_table, latency_table, region_p50_matrix
+
+
+class UsageError(Exception):
+    """A flag has a value the simulator cannot use."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="make simulate",
+        description="Simulate the four-region system and compare with the seed's latency table.",
+    )
+    p.add_argument("--region", default="all", help="whose traffic to report: a region or all")
+    p.add_argument("--mau", default="200M", help="MAU preset: 10M, 100M or 200M")
+    p.add_argument("--load", default="average", help="average or peak (the preset's QPS)")
+    p.add_argument("--qps", default=None, help="offered requests/s; overrides MAU and LOAD")
+    p.add_argument("--profile", default="seed", help="latency profile: seed or cited")
+    p.add_argument("--duration", default="60", help="simulated seconds measured, in total")
+    p.add_argument("--seed", default="1", help="random seed (an integer >= 0)")
+    p.add_argument("--arch", default="both", help="hybrid, legacy or both")
+    p.add_argument("--replications", default="2", help="independent replications (>= 1)")
+    p.add_argument("--warmup", default="0.5", help="simulated seconds discarded per replication")
+    p.add_argument("--workers", default="0", help="processes (0: one per core)")
+    p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p.parse_args(argv)
+
+
+def _number(name: str, text: str, kind: type, minimum: float, strict: bool = False) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r} is not a number; give e.g. {name}=60") from None
+    if value < minimum or (strict and value == minimum):
+        rel = ">" if strict else ">="
+        raise UsageError(f"{name}={text} must be {rel} {minimum:g}")
+    return value
+
+
+def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]]:
+    """Check every flag against the scenario and turn them into a plan, or raise."""
+    profiles = available_profiles()
+    if args.profile not in profiles:
+        raise UsageError(f"unknown PROFILE={args.profile!r}: choose one of {', '.join(profiles)}")
+    world = load_world(args.profile)
+    regions = world.topology.regions
+    if args.region != "all" and args.region not in regions:
+        raise UsageError(
+            f"unknown REGION={args.region!r}: choose one of all, {', '.join(regions)}")
+    presets = world.workload.mau
+    if args.mau not in presets:
+        raise UsageError(f"unknown MAU={args.mau!r}: choose one of {', '.join(presets)}")
+    if args.load not in ("average", "peak"):
+        raise UsageError(f"unknown LOAD={args.load!r}: choose average or peak")
+    if args.arch not in ("both", "hybrid", "legacy"):
+        raise UsageError(f"unknown ARCH={args.arch!r}: choose both, hybrid or legacy")
+    qps = (_number("QPS", args.qps, float, 0, strict=True) if args.qps
+           else world.workload.qps(args.mau, args.load))
+    duration = _number("DURATION", args.duration, float, 0, strict=True)
+    seed = _number("SEED", args.seed, int, 0)
+    replications = _number("REPLICATIONS", args.replications, int, 1)
+    warmup = _number("WARMUP", args.warmup, float, 0)
+    workers = _number("WORKERS", args.workers, int, 0)
+    targets = load_seed_targets()
+    runs = []
+    if args.arch in ("both", "hybrid"):
+        runs.append(("hybrid", qps, max_reduction(world, "hybrid")))
+    legacy_qps = qps if args.arch == "legacy" else world.workload.qps(targets.legacy_mau,
+                                                                      "average")
+    if args.arch in ("both", "legacy"):
+        runs.append(("legacy", legacy_qps, max_reduction(world, "legacy")))
+    plan = SimulationPlan(args.profile, tuple(runs), duration, warmup, replications,
+                          seed=seed, workers=workers)
+    context = {"world": world, "targets": targets, "qps": qps, "legacy_qps": legacy_qps}
+    return plan, context
+
+
+class Progress:
+    """One updating line on stderr (a line per 10 % when stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self._last_decile = -1
+
+    def __call__(self, fraction: float, completed: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else float("nan")
+        text = (f"simulating: {fraction:6.1%}  {completed:>11,} requests  "
+                f"{elapsed:5.0f} s elapsed  ~{eta:4.0f} s left")
+        if self.tty:
+            print("\r" + text, end="", file=sys.stderr, flush=True)
+        elif int(fraction * 10) > self._last_decile:
+            self._last_decile = int(fraction * 10)
+            print(text, file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        plan, ctx = build_plan(args)
+    except (UsageError, ScenarioError, SimulationError) as exc:
+        print(f"authscale simulate: error: {exc}", file=sys.stderr)
+        return 2
+    world, targets = ctx["world"], ctx["targets"]
+    tag = f"{args.mau}-{'q' + str(int(ctx['qps'])) if args.qps else args.load}-{args.profile}"
+    run_dir = new_run_dir(Path(args.results_dir), "sim", f"{tag}-s{plan.seed}")
+    header = _header(args, plan, ctx)
+    write_json(run_dir / "scenario.json", {"flags": vars(args), "plan": _plan_dict(plan),
+                                           "scenario": world.as_dict()})
+    print(header)
+    progress = Progress(not args.quiet)
+    started = time.monotonic()
+    try:
+        results = run_plan(world, plan, progress)
+    except BaseException as exc:
+        progress.done()
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        write_json(run_dir / "summary.json", {"status": status, "error": repr(exc)})
+        print(f"authscale simulate: {status}: {exc!r}; partial record in {run_dir}",
+              file=sys.stderr)
+        return 130 if status == "interrupted" else 1
+    progress.done()
+    wall = time.monotonic() - started
+    rows = latency_rows(results, world, targets, args.region)
+    avgs = averages(results["hybrid"], world, targets, args.region) if "hybrid" in results else []
+    notes = findings(rows, avgs, world)
+    summary = _summary(args, plan, ctx, results, rows, avgs, notes, wall, run_dir)
+    write_latency_csv(run_dir / "latency.csv", rows)
+    write_json(run_dir / "summary.json", summary)
+    point_latest(run_dir)
+    _print_report(args, world, rows, avgs, notes, summary, run_dir)
+    return 0
+
+
+def _header(args: argparse.Namespace, plan: SimulationPlan, ctx: dict[str, Any]) -> str:
+    world = ctx["world"]
+    lines = [f"authscale simulate: profile {plan.profile}, {plan.duration_s:g} simulated s, "
+             f"seed {plan.seed}, {plan.replications} replication(s) of "
+             f"{plan.duration_s / plan.replications:g} s after {plan.warmup_s:g} s warm-up"]
+    for arch, qps, red in plan.runs:
+        what = (f"{args.mau} MAU {args.load}" if arch == "hybrid" or args.arch == "legacy"
+                else f"{ctx['targets'].legacy_mau} MAU average, the seed's condition for its "
+                     "old-architecture column")
+        if args.qps and (arch == "hybrid" or args.arch == "legacy"):
+            what = "QPS override"
+        pools = ", ".join(f"{k} {v}" for k, v in node_counts(world, arch).items())
+        red_text = (f"simulated at 1/{red} scale: 1/{red} of each pool ({pools}) carrying "
+                    f"1/{red} of the traffic" if red > 1 else "simulated at full scale")
+        lines.append(f"  {arch}: {qps:,.0f} QPS ({what}); {red_text}")
+    return "\n".join(lines)
+
+
+def _plan_dict(plan: SimulationPlan) -> dict[str, Any]:
+    return {"profile": plan.profile, "runs": [list(r) for r in plan.runs],
+            "duration_s": plan.duration_s, "warmup_s": plan.warmup_s,
+            "replications": plan.replications, "batches": plan.batches, "seed": plan.seed}
+
+
+def _summary(args: argparse.Namespace, plan: SimulationPlan, ctx: dict[str, Any],
+             results: dict[str, Any], rows: list[dict[str, Any]], avgs: list[dict[str, Any]],
+             notes: list[str], wall: float, run_dir: Path) -> dict[str, Any]:
+    reported = [r for r in rows if r["p99_ci_half_width_pct"] is not None]
+    widest = max(reported, key=lambda r: r["p99_ci_half_width_pct"], default=None)
+    return {
+        "status": "ok", "run_id": run_dir.name, "kind": "sim",
+        "target_qps": ctx["qps"], "legacy_qps": ctx["legacy_qps"],
+        "duration_s": plan.duration_s, "warmup_s": plan.warmup_s,
+        "replications": plan.replications, "batches_per_replication": plan.batches,
+        "profile": plan.profile, "mau": args.mau, "load": args.load, "region": args.region,
+        "architectures": [r[0] for r in plan.runs], "seed": plan.seed,
+        "reduction": {arch: red for arch, _, red in plan.runs},
+        "simulated_requests": {a: r.simulated_requests for a, r in results.items()},
+        "wall_s": round(wall, 3),
+        "cpu_s": {a: round(r.cpu_s, 3) for a, r in results.items()},
+        "utilisation_max": {a: {g: round(u, 4) for g, u in sorted(r.utilisation.items())}
+                            for a, r in results.items()},
+        "p99_ci_half_width_pct_max": widest["p99_ci_half_width_pct"] if widest else None,
+        "p99_ci_half_width_widest_cell": (
+            {k: widest[k] for k in ("architecture", "operation", "locality", "region", "n")}
+            if widest else None),
+        "latency": rows, "averages": avgs, "findings": notes,
+    }
+
+
+def _print_report(args: argparse.Namespace, world: Any, rows: list[dict[str, Any]],
+                  avgs: list[dict[str, Any]], notes: list[str], summary: dict[str, Any],
+                  run_dir: Path) -> None:
+    region = args.region
+    title = "all regions (aggregate)" if region == "all" else region
+    print(f"\nLatency in ms, traffic served in {title}; seed = the seed's range for the p50")
+    print(latency_table(rows, region))
+    if avgs:
+        print()
+        print(averages_table(avgs, region))
+    if region == "all":
+        print()
+        print(region_p50_matrix(rows, world.topology.regions))
+    inside = sum(1 for r in rows if r["region"] == region and r["inside_seed_range"])
+    total = sum(1 for r in rows if r["region"] == region)
+    print(f"\n{inside} of {total} cells have their p50 inside the seed's range.")
+    if notes:
+        print("Findings (cells outside the seed's range, with the arithmetic of their steps):")
+        for note in notes:
+            print(f"  - {note}")
+    hw = summary["p99_ci_half_width_pct_max"]
+    reqs = sum(summary["simulated_requests"].values())
+    print(f"\n{reqs:,} requests simulated in {summary['wall_s']:.1f} s wall"
+          + (f"; widest p99 95% CI half-width {hw:.1f} %" if hw is not None else ""))
+    print(f"results: {run_dir}  (summary.json, latency.csv, scenario.json)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

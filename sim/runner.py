@@ -1,0 +1,202 @@
+"""Runs independent replications of the model across processes and pools their samples.
+
+Each replication simulates its own warm-up (discarded) and then DURATION / replications
+seconds of measured time, with its own random stream derived from (seed, replication),
+so the pooled result does not depend on how many processes ran it: a seeded run is
+reproducible bit for bit. Work is spread over the cores; progress is reported while the
+replications run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scenarios.loader import World, load_world
+from sim.model import RunConfig, SystemModel
+
+Cell = tuple[str, str, str]  # (operation, locality, edge region)
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What to simulate, per architecture: (architecture, qps, reduction)."""
+
+    profile: str
+    runs: tuple[tuple[str, float, int], ...]
+    duration_s: float
+    warmup_s: float = 0.5
+    replications: int = 2
+    batches: int = 10
+    seed: int = 1
+    workers: int = 0
+
+    def configs(self) -> list[RunConfig]:
+        per_rep_ms = self.duration_s * 1000 / self.replications
+        return [
+            RunConfig(arch, qps, per_rep_ms, self.warmup_s * 1000, self.batches, red,
+                      self.seed, rep)
+            for arch, qps, red in self.runs
+            for rep in range(self.replications)
+        ]
+
+
+@dataclass
+class CellSamples:
+    batches: list[np.ndarray] = field(default_factory=list)
+    timeouts: int = 0
+    traced: int = 0
+    step_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+@dataclass
+class ArchitectureResult:
+    architecture: str
+    qps: float
+    reduction: int
+    cells: dict[Cell, CellSamples]
+    utilisation: dict[str, float]
+    simulated_requests: int
+    cpu_s: float
+
+
+def _run_one(world: World, config: RunConfig, report: Callable[[float, int], None] | None
+             ) -> dict[str, Any]:
+    started = time.process_time()
+    model = SystemModel(world, config)
+    model.run(report)
+    b = config.batches
+    cells = {}
+    for i, cell in enumerate(model.cells):
+        steps = {label: ms for (c, label), ms in model.step_ms.items() if c == i}
+        cells[cell] = {
+            "batches": [np.frombuffer(model.latencies[i * b + k], dtype=float).copy()
+                        for k in range(b)],
+            "timeouts": model.timeouts[i],
+            "traced": model.traced[i],
+            "step_ms": steps,
+        }
+    elapsed = config.warmup_ms + config.duration_ms
+    util: dict[str, float] = {}
+    for station in model.stations():
+        if station.served == 0:
+            continue
+        group = station.name.rsplit("/", 1)[0]
+        util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
+    return {"cells": cells, "utilisation": util, "requests": model.completed,
+            "cpu_s": time.process_time() - started}
+
+
+_PROGRESS: Any = None
+_WORLD: World | None = None
+
+
+def _init_worker(progress: Any, profile: str, data_dir: str) -> None:
+    global _PROGRESS, _WORLD
+    _PROGRESS = progress
+    _WORLD = load_world(profile, data_dir=Path(data_dir))
+
+
+def _worker(job: tuple[int, RunConfig]) -> tuple[int, dict[str, Any]]:
+    index, config = job
+    assert _WORLD is not None
+
+    def report(fraction: float, completed: int) -> None:
+        _PROGRESS.put((index, fraction, completed))
+
+    return index, _run_one(_WORLD, config, report)
+
+
+def run_plan(
+    world: World, plan: SimulationPlan,
+    on_progress: Callable[[float, int], None] | None = None,
+) -> dict[str, ArchitectureResult]:
+    """Run every replication of every architecture in the plan and pool the samples."""
+    configs = plan.configs()
+    workers = plan.workers or min(len(configs), os.cpu_count() or 1)
+    outputs: dict[int, dict[str, Any]] = {}
+    if workers <= 1:
+        done_before = 0
+        for i, cfg in enumerate(configs):
+            def report(fraction: float, completed: int, i: int = i, base: int = done_before
+                       ) -> None:
+                if on_progress is not None:
+                    on_progress((i + fraction) / len(configs), base + completed)
+            outputs[i] = _run_one(world, cfg, report)
+            done_before += outputs[i]["requests"]
+    else:
+        outputs = _run_parallel(world, plan, configs, workers, on_progress)
+    return _pool(plan, configs, outputs)
+
+
+def _run_parallel(
+    world: World, plan: SimulationPlan, configs: list[RunConfig], workers: int,
+    on_progress: Callable[[float, int], None] | None,
+) -> dict[int, dict[str, Any]]:
+    ctx = mp.get_context("fork")
+    progress = ctx.Queue()
+    fractions = [0.0] * len(configs)
+    completed = [0] * len(configs)
+    data_dir = str(world.files["topology"].parent)
+    outputs: dict[int, dict[str, Any]] = {}
+    with ctx.Pool(workers, _init_worker, (progress, plan.profile, data_dir)) as pool:
+        results = pool.imap_unordered(_worker, list(enumerate(configs)))
+        while len(outputs) < len(configs):
+            try:
+                index, out = results.next(timeout=0.5)
+            except mp.TimeoutError:
+                pass
+            else:
+                outputs[index] = out
+                fractions[index] = 1.0
+                completed[index] = out["requests"]
+            _drain(progress, fractions, completed, on_progress, len(configs))
+    return outputs
+
+
+def _drain(progress: Any, fractions: list[float], completed: list[int],
+           on_progress: Callable[[float, int], None] | None, total: int) -> None:
+    while True:
+        try:
+            i, f, c = progress.get_nowait()
+        except queue.Empty:
+            break
+        if fractions[i] < 1.0:
+            fractions[i], completed[i] = f, c
+    if on_progress is not None:
+        on_progress(sum(fractions) / total, sum(completed))
+
+
+def _pool(plan: SimulationPlan, configs: list[RunConfig], outputs: dict[int, dict[str, Any]]
+          ) -> dict[str, ArchitectureResult]:
+    results: dict[str, ArchitectureResult] = {}
+    for i, cfg in enumerate(configs):
+        out = outputs[i]
+        res = results.get(cfg.architecture)
+        if res is None:
+            res = results[cfg.architecture] = ArchitectureResult(
+                cfg.architecture, cfg.qps, cfg.reduction, {}, {}, 0, 0.0)
+        res.simulated_requests += out["requests"]
+        res.cpu_s += out["cpu_s"]
+        for group, u in out["utilisation"].items():
+            res.utilisation[group] = max(res.utilisation.get(group, 0.0), u)
+        for cell, data in out["cells"].items():
+            samples = res.cells.setdefault(cell, CellSamples())
+            samples.batches.extend(data["batches"])
+            samples.timeouts += data["timeouts"]
+            samples.traced += data["traced"]
+            for label, ms in data["step_ms"].items():
+                samples.step_ms[label] = samples.step_ms.get(label, 0.0) + ms
+    return results
