@@ -40,8 +40,8 @@ lint: $(STAMP) ## ruff lint + format check, mypy on scenarios and sim
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench-sim: $(STAMP) ## simulated requests per wall second: full model vs a bare SimPy M/M/1 loop
-	$(PY) -m sim.bench
+bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times LOAD=peak)
+	$(PY) -m sim.bench $(if $(PEAK),--peak)
 
 clean: ## remove .venv and generated results
 	rm -rf $(VENV) results/sim results/bench

@@ -41,8 +41,10 @@ class Workload(_Frozen):
             raise ValueError(
                 f"mix must give exactly the operations {list(OPERATIONS)}, got {sorted(self.mix)}"
             )
-        for name, share in [("mix", sum(f.value for f in self.mix.values())),
-                            ("region_share", sum(self.region_share.values()))]:
+        for name, share in [
+            ("mix", sum(f.value for f in self.mix.values())),
+            ("region_share", sum(self.region_share.values())),
+        ]:
             if abs(share - 1.0) > 1e-6:
                 raise ValueError(f"{name} must sum to 1, it sums to {share:.6f}")
         if not 0 <= self.cross_region_share.value < 1:

@@ -18,9 +18,7 @@ def erlang_c(arrival_rate: float, service_rate: float, servers: int) -> float:
 
 def mmc_mean_wait(arrival_rate: float, service_rate: float, servers: int) -> float:
     """Mean time in queue (before service) of an M/M/c queue."""
-    return erlang_c(arrival_rate, service_rate, servers) / (
-        servers * service_rate - arrival_rate
-    )
+    return erlang_c(arrival_rate, service_rate, servers) / (servers * service_rate - arrival_rate)
 
 
 def pollaczek_khinchine_wait(

@@ -63,8 +63,7 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
     world = load_world(args.profile)
     regions = world.topology.regions
     if args.region != "all" and args.region not in regions:
-        raise UsageError(
-            f"unknown REGION={args.region!r}: choose one of all, {', '.join(regions)}")
+        raise UsageError(f"unknown REGION={args.region!r}: choose one of all, {', '.join(regions)}")
     presets = world.workload.mau
     if args.mau not in presets:
         raise UsageError(f"unknown MAU={args.mau!r}: choose one of {', '.join(presets)}")
@@ -72,8 +71,11 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
         raise UsageError(f"unknown LOAD={args.load!r}: choose average or peak")
     if args.arch not in ("both", "hybrid", "legacy"):
         raise UsageError(f"unknown ARCH={args.arch!r}: choose both, hybrid or legacy")
-    qps = (_number("QPS", args.qps, float, 0, strict=True) if args.qps
-           else world.workload.qps(args.mau, args.load))
+    qps = (
+        _number("QPS", args.qps, float, 0, strict=True)
+        if args.qps
+        else world.workload.qps(args.mau, args.load)
+    )
     duration = _number("DURATION", args.duration, float, 0, strict=True)
     seed = _number("SEED", args.seed, int, 0)
     replications = _number("REPLICATIONS", args.replications, int, 1)
@@ -83,12 +85,12 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
     runs = []
     if args.arch in ("both", "hybrid"):
         runs.append(("hybrid", qps, max_reduction(world, "hybrid")))
-    legacy_qps = qps if args.arch == "legacy" else world.workload.qps(targets.legacy_mau,
-                                                                      "average")
+    legacy_qps = qps if args.arch == "legacy" else world.workload.qps(targets.legacy_mau, "average")
     if args.arch in ("both", "legacy"):
         runs.append(("legacy", legacy_qps, max_reduction(world, "legacy")))
-    plan = SimulationPlan(args.profile, tuple(runs), duration, warmup, replications,
-                          seed=seed, workers=workers)
+    plan = SimulationPlan(
+        args.profile, tuple(runs), duration, warmup, replications, seed=seed, workers=workers
+    )
     context = {"world": world, "targets": targets, "qps": qps, "legacy_qps": legacy_qps}
     return plan, context
 
@@ -107,8 +109,10 @@ class Progress:
             return
         elapsed = time.monotonic() - self.started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else float("nan")
-        text = (f"simulating: {fraction:6.1%}  {completed:>11,} requests  "
-                f"{elapsed:5.0f} s elapsed  ~{eta:4.0f} s left")
+        text = (
+            f"simulating: {fraction:6.1%}  {completed:>11,} requests  "
+            f"{elapsed:5.0f} s elapsed  ~{eta:4.0f} s left"
+        )
         if self.tty:
             print("\r" + text, end="", file=sys.stderr, flush=True)
         elif int(fraction * 10) > self._last_decile:
@@ -131,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{args.mau}-{'q' + str(int(ctx['qps'])) if args.qps else args.load}-{args.profile}"
     run_dir = new_run_dir(Path(args.results_dir), "sim", f"{tag}-s{plan.seed}")
     header = _header(args, plan, ctx)
-    write_json(run_dir / "scenario.json", {"flags": vars(args), "plan": _plan_dict(plan),
-                                           "scenario": world.as_dict()})
+    write_json(
+        run_dir / "scenario.json",
+        {"flags": vars(args), "plan": _plan_dict(plan), "scenario": world.as_dict()},
+    )
     print(header)
     progress = Progress(not args.quiet)
     started = time.monotonic()
@@ -142,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         progress.done()
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         write_json(run_dir / "summary.json", {"status": status, "error": repr(exc)})
-        print(f"authscale simulate: {status}: {exc!r}; partial record in {run_dir}",
-              file=sys.stderr)
+        print(
+            f"authscale simulate: {status}: {exc!r}; partial record in {run_dir}", file=sys.stderr
+        )
         return 130 if status == "interrupted" else 1
     progress.done()
     wall = time.monotonic() - started
@@ -160,57 +167,101 @@ def main(argv: list[str] | None = None) -> int:
 
 def _header(args: argparse.Namespace, plan: SimulationPlan, ctx: dict[str, Any]) -> str:
     world = ctx["world"]
-    lines = [f"authscale simulate: profile {plan.profile}, {plan.duration_s:g} simulated s, "
-             f"seed {plan.seed}, {plan.replications} replication(s) of "
-             f"{plan.duration_s / plan.replications:g} s after {plan.warmup_s:g} s warm-up"]
+    lines = [
+        f"authscale simulate: profile {plan.profile}, {plan.duration_s:g} simulated s, "
+        f"seed {plan.seed}, {plan.replications} replication(s) of "
+        f"{plan.duration_s / plan.replications:g} s after {plan.warmup_s:g} s warm-up"
+    ]
     for arch, qps, red in plan.runs:
-        what = (f"{args.mau} MAU {args.load}" if arch == "hybrid" or args.arch == "legacy"
-                else f"{ctx['targets'].legacy_mau} MAU average, the seed's condition for its "
-                     "old-architecture column")
+        what = (
+            f"{args.mau} MAU {args.load}"
+            if arch == "hybrid" or args.arch == "legacy"
+            else f"{ctx['targets'].legacy_mau} MAU average, the seed's condition for its "
+            "old-architecture column"
+        )
         if args.qps and (arch == "hybrid" or args.arch == "legacy"):
             what = "QPS override"
         pools = ", ".join(f"{k} {v}" for k, v in node_counts(world, arch).items())
-        red_text = (f"simulated at 1/{red} scale: 1/{red} of each pool ({pools}) carrying "
-                    f"1/{red} of the traffic" if red > 1 else "simulated at full scale")
+        red_text = (
+            f"simulated at 1/{red} scale: 1/{red} of each pool ({pools}) carrying "
+            f"1/{red} of the traffic"
+            if red > 1
+            else "simulated at full scale"
+        )
         lines.append(f"  {arch}: {qps:,.0f} QPS ({what}); {red_text}")
     return "\n".join(lines)
 
 
 def _plan_dict(plan: SimulationPlan) -> dict[str, Any]:
-    return {"profile": plan.profile, "runs": [list(r) for r in plan.runs],
-            "duration_s": plan.duration_s, "warmup_s": plan.warmup_s,
-            "replications": plan.replications, "batches": plan.batches, "seed": plan.seed}
+    return {
+        "profile": plan.profile,
+        "runs": [list(r) for r in plan.runs],
+        "duration_s": plan.duration_s,
+        "warmup_s": plan.warmup_s,
+        "replications": plan.replications,
+        "batches": plan.batches,
+        "seed": plan.seed,
+    }
 
 
-def _summary(args: argparse.Namespace, plan: SimulationPlan, ctx: dict[str, Any],
-             results: dict[str, Any], rows: list[dict[str, Any]], avgs: list[dict[str, Any]],
-             notes: list[str], wall: float, run_dir: Path) -> dict[str, Any]:
+def _summary(
+    args: argparse.Namespace,
+    plan: SimulationPlan,
+    ctx: dict[str, Any],
+    results: dict[str, Any],
+    rows: list[dict[str, Any]],
+    avgs: list[dict[str, Any]],
+    notes: list[str],
+    wall: float,
+    run_dir: Path,
+) -> dict[str, Any]:
     reported = [r for r in rows if r["p99_ci_half_width_pct"] is not None]
     widest = max(reported, key=lambda r: r["p99_ci_half_width_pct"], default=None)
     return {
-        "status": "ok", "run_id": run_dir.name, "kind": "sim",
-        "target_qps": ctx["qps"], "legacy_qps": ctx["legacy_qps"],
-        "duration_s": plan.duration_s, "warmup_s": plan.warmup_s,
-        "replications": plan.replications, "batches_per_replication": plan.batches,
-        "profile": plan.profile, "mau": args.mau, "load": args.load, "region": args.region,
-        "architectures": [r[0] for r in plan.runs], "seed": plan.seed,
+        "status": "ok",
+        "run_id": run_dir.name,
+        "kind": "sim",
+        "target_qps": ctx["qps"],
+        "legacy_qps": ctx["legacy_qps"],
+        "duration_s": plan.duration_s,
+        "warmup_s": plan.warmup_s,
+        "replications": plan.replications,
+        "batches_per_replication": plan.batches,
+        "profile": plan.profile,
+        "mau": args.mau,
+        "load": args.load,
+        "region": args.region,
+        "architectures": [r[0] for r in plan.runs],
+        "seed": plan.seed,
         "reduction": {arch: red for arch, _, red in plan.runs},
         "simulated_requests": {a: r.simulated_requests for a, r in results.items()},
         "wall_s": round(wall, 3),
         "cpu_s": {a: round(r.cpu_s, 3) for a, r in results.items()},
-        "utilisation_max": {a: {g: round(u, 4) for g, u in sorted(r.utilisation.items())}
-                            for a, r in results.items()},
+        "utilisation_max": {
+            a: {g: round(u, 4) for g, u in sorted(r.utilisation.items())}
+            for a, r in results.items()
+        },
         "p99_ci_half_width_pct_max": widest["p99_ci_half_width_pct"] if widest else None,
         "p99_ci_half_width_widest_cell": (
             {k: widest[k] for k in ("architecture", "operation", "locality", "region", "n")}
-            if widest else None),
-        "latency": rows, "averages": avgs, "findings": notes,
+            if widest
+            else None
+        ),
+        "latency": rows,
+        "averages": avgs,
+        "findings": notes,
     }
 
 
-def _print_report(args: argparse.Namespace, world: Any, rows: list[dict[str, Any]],
-                  avgs: list[dict[str, Any]], notes: list[str], summary: dict[str, Any],
-                  run_dir: Path) -> None:
+def _print_report(
+    args: argparse.Namespace,
+    world: Any,
+    rows: list[dict[str, Any]],
+    avgs: list[dict[str, Any]],
+    notes: list[str],
+    summary: dict[str, Any],
+    run_dir: Path,
+) -> None:
     region = args.region
     title = "all regions (aggregate)" if region == "all" else region
     print(f"\nLatency in ms, traffic served in {title}; seed = the seed's range for the p50")
@@ -230,8 +281,10 @@ def _print_report(args: argparse.Namespace, world: Any, rows: list[dict[str, Any
             print(f"  - {note}")
     hw = summary["p99_ci_half_width_pct_max"]
     reqs = sum(summary["simulated_requests"].values())
-    print(f"\n{reqs:,} requests simulated in {summary['wall_s']:.1f} s wall"
-          + (f"; widest p99 95% CI half-width {hw:.1f} %" if hw is not None else ""))
+    print(
+        f"\n{reqs:,} requests simulated in {summary['wall_s']:.1f} s wall"
+        + (f"; widest p99 95% CI half-width {hw:.1f} %" if hw is not None else "")
+    )
     print(f"results: {run_dir}  (summary.json, latency.csv, scenario.json)")
 
 

@@ -11,8 +11,8 @@ Edge workers are auto-scaled (infinite servers), so an edge step is a pure delay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 

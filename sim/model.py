@@ -34,7 +34,10 @@ from sim.errors import SimulationError
 from sim.queues import FcfsStation
 from sim.sampling import Stream, stream_of, uniform01
 
-TRACE_EVERY = 16  # one request in 16 records its per-step times (for "which step dominates")
+# Requests that record their per-step times (for "which step dominates"): every request of
+# a cell until it has TRACE_MIN of them, so rare cells are covered, then one in TRACE_EVERY.
+TRACE_MIN = 1000
+TRACE_EVERY = 16
 ARRIVAL_BLOCK = 1024  # arrivals drawn and scheduled at once
 
 
@@ -76,7 +79,11 @@ class _Request(simpy.Event):
     """
 
     def __init__(
-        self, env: simpy.Environment, t0: float, rtype: RequestType, hits: list[bool],
+        self,
+        env: simpy.Environment,
+        t0: float,
+        rtype: RequestType,
+        hits: list[bool],
         spent: list[tuple[str, float]] | None,
     ) -> None:
         self.env = env
@@ -156,7 +163,8 @@ class SystemModel:
         self.arrived = 0
         self.completed = 0
         self._timeout_ms = world.workload.client_timeout_ms.value
-        self._on_arrival = [self._resume]  # shared: SimPy only reads an event's callbacks
+        # Shared by every request: SimPy only reads an event's callbacks list.
+        self._on_arrival: list[Callable[[Any], None]] = [self._resume]
 
     # -- construction --------------------------------------------------------------
     def _localities(self) -> tuple[str, ...]:
@@ -232,7 +240,9 @@ class SystemModel:
             )
         if comp == "kv":
             return CompiledStep(
-                f"kv.{step.action}", queued=False, delay=net.access("kv", edge, edge),
+                f"kv.{step.action}",
+                queued=False,
+                delay=net.access("kv", edge, edge),
                 count=step.count,
             )
         target = {"local": edge, "home": home, "primary": self.d1.region}.get(step.at, edge)
@@ -240,13 +250,16 @@ class SystemModel:
         if comp == "redis":
             cluster = self.redis[target]
             targets = [(s, net.access("redis", edge, target)) for s in cluster.stations]
-            return CompiledStep(where, True, count=step.count, targets=targets,
-                                service=cluster.service)
+            return CompiledStep(
+                where, True, count=step.count, targets=targets, service=cluster.service
+            )
         if comp == "crdb":
             region = self.crdb[target]
             write = step.kind == "write"
             return CompiledStep(
-                where, True, count=step.count,
+                where,
+                True,
+                count=step.count,
                 targets=[(s, net.access("crdb", edge, target)) for s in region.stations],
                 service=region.write_cpu if write else region.read_cpu,
                 post=net.write_quorum(target) if write else None,
@@ -254,12 +267,19 @@ class SystemModel:
         if comp == "do":
             assert step.object is not None
             ns = self.durable_objects[step.object]
-            targets = [(s, net.access("do", edge, r)) for s, r in zip(ns.stations, ns.regions)]
-            return CompiledStep(f"{step.label} ({step.object})", True, count=step.count,
-                                targets=targets, service=ns.service)
+            targets = [
+                (s, net.access("do", edge, r))
+                for s, r in zip(ns.stations, ns.regions, strict=False)
+            ]
+            return CompiledStep(
+                f"{step.label} ({step.object})",
+                True,
+                count=step.count,
+                targets=targets,
+                service=ns.service,
+            )
         targets = [(self.d1.station, net.access("d1", edge, self.d1.region))]
-        return CompiledStep(where, True, count=step.count, targets=targets,
-                            service=self.d1.service)
+        return CompiledStep(where, True, count=step.count, targets=targets, service=self.d1.service)
 
     # -- running ---------------------------------------------------------------------
     def _type_sampler(self) -> Callable[[int], np.ndarray]:
@@ -299,13 +319,15 @@ class SystemModel:
         while t < end:
             times = (t + np.cumsum(self.rng.exponential(mean_gap, ARRIVAL_BLOCK))).tolist()
             kinds = draw_types(ARRIVAL_BLOCK).tolist()
-            for t0, kind in zip(times, kinds):
+            for t0, kind in zip(times, kinds, strict=True):
                 if t0 >= end:
                     break
                 self.arrived += 1
                 rtype = types[kind]
-                request = _Request(env, t0, rtype, [False] * rtype.outcomes,
-                                   [] if self.arrived % TRACE_EVERY == 0 else None)
+                trace = self.arrived % TRACE_EVERY == 0 or self.traced[rtype.cell] < TRACE_MIN
+                request = _Request(
+                    env, t0, rtype, [False] * rtype.outcomes, [] if trace else None
+                )
                 self._advance(request, t0)
             t = times[-1]
             yield env.timeout(min(t, end) - env.now)
@@ -360,8 +382,9 @@ class SystemModel:
                 request.visits = st.count
                 request.step_start = now + pending
             targets = st.targets
-            station, network = targets[0] if len(targets) == 1 else targets[
-                int(self._u() * len(targets))]
+            station, network = (
+                targets[0] if len(targets) == 1 else targets[int(self._u() * len(targets))]
+            )
             request.station = station
             request.step = i
             env = self.env

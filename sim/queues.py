@@ -17,7 +17,7 @@ import heapq
 class FcfsStation:
     """c servers, one FCFS queue; tracks busy time and customers served."""
 
-    __slots__ = ("_free", "busy_ms", "name", "servers", "served")
+    __slots__ = ("_free", "busy_ms", "name", "served", "servers")
 
     def __init__(self, name: str, servers: int = 1) -> None:
         if servers < 1:

@@ -15,9 +15,25 @@ from pathlib import Path
 from typing import Any
 
 CSV_FIELDS = (
-    "architecture", "operation", "locality", "region", "n", "errors", "mean_ms", "p50_ms",
-    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "p50_ci_low_ms", "p50_ci_high_ms",
-    "p99_ci_low_ms", "p99_ci_high_ms", "seed_low_ms", "seed_high_ms", "inside_seed_range",
+    "architecture",
+    "operation",
+    "locality",
+    "region",
+    "n",
+    "errors",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "p999_ms",
+    "p50_ci_low_ms",
+    "p50_ci_high_ms",
+    "p99_ci_low_ms",
+    "p99_ci_high_ms",
+    "seed_low_ms",
+    "seed_high_ms",
+    "inside_seed_range",
     "dominant_step",
 )
 
@@ -45,9 +61,11 @@ def write_latency_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         out.writeheader()
         for row in rows:
             flat = {k: row.get(k) for k in CSV_FIELDS}
-            for key, lo, hi in (("p50_ci_ms", "p50_ci_low_ms", "p50_ci_high_ms"),
-                                ("p99_ci_ms", "p99_ci_low_ms", "p99_ci_high_ms"),
-                                ("seed_range_ms", "seed_low_ms", "seed_high_ms")):
+            for key, lo, hi in (
+                ("p50_ci_ms", "p50_ci_low_ms", "p50_ci_high_ms"),
+                ("p99_ci_ms", "p99_ci_low_ms", "p99_ci_high_ms"),
+                ("seed_range_ms", "seed_low_ms", "seed_high_ms"),
+            ):
                 pair = row.get(key) or [None, None]
                 flat[lo], flat[hi] = pair
             out.writerow(flat)

@@ -13,9 +13,9 @@ import multiprocessing as mp
 import os
 import queue
 import time
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,9 @@ class SimulationPlan:
     def configs(self) -> list[RunConfig]:
         per_rep_ms = self.duration_s * 1000 / self.replications
         return [
-            RunConfig(arch, qps, per_rep_ms, self.warmup_s * 1000, self.batches, red,
-                      self.seed, rep)
+            RunConfig(
+                arch, qps, per_rep_ms, self.warmup_s * 1000, self.batches, red, self.seed, rep
+            )
             for arch, qps, red in self.runs
             for rep in range(self.replications)
         ]
@@ -72,8 +73,9 @@ class ArchitectureResult:
     cpu_s: float
 
 
-def _run_one(world: World, config: RunConfig, report: Callable[[float, int], None] | None
-             ) -> dict[str, Any]:
+def _run_one(
+    world: World, config: RunConfig, report: Callable[[float, int], None] | None
+) -> dict[str, Any]:
     started = time.process_time()
     model = SystemModel(world, config)
     model.run(report)
@@ -82,8 +84,9 @@ def _run_one(world: World, config: RunConfig, report: Callable[[float, int], Non
     for i, cell in enumerate(model.cells):
         steps = {label: ms for (c, label), ms in model.step_ms.items() if c == i}
         cells[cell] = {
-            "batches": [np.frombuffer(model.latencies[i * b + k], dtype=float).copy()
-                        for k in range(b)],
+            "batches": [
+                np.frombuffer(model.latencies[i * b + k], dtype=float).copy() for k in range(b)
+            ],
             "timeouts": model.timeouts[i],
             "traced": model.traced[i],
             "step_ms": steps,
@@ -95,8 +98,12 @@ def _run_one(world: World, config: RunConfig, report: Callable[[float, int], Non
             continue
         group = station.name.rsplit("/", 1)[0]
         util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
-    return {"cells": cells, "utilisation": util, "requests": model.completed,
-            "cpu_s": time.process_time() - started}
+    return {
+        "cells": cells,
+        "utilisation": util,
+        "requests": model.completed,
+        "cpu_s": time.process_time() - started,
+    }
 
 
 _PROGRESS: Any = None
@@ -120,7 +127,8 @@ def _worker(job: tuple[int, RunConfig]) -> tuple[int, dict[str, Any]]:
 
 
 def run_plan(
-    world: World, plan: SimulationPlan,
+    world: World,
+    plan: SimulationPlan,
     on_progress: Callable[[float, int], None] | None = None,
 ) -> dict[str, ArchitectureResult]:
     """Run every replication of every architecture in the plan and pool the samples."""
@@ -130,10 +138,13 @@ def run_plan(
     if workers <= 1:
         done_before = 0
         for i, cfg in enumerate(configs):
-            def report(fraction: float, completed: int, i: int = i, base: int = done_before
-                       ) -> None:
+
+            def report(
+                fraction: float, completed: int, i: int = i, base: int = done_before
+            ) -> None:
                 if on_progress is not None:
                     on_progress((i + fraction) / len(configs), base + completed)
+
             outputs[i] = _run_one(world, cfg, report)
             done_before += outputs[i]["requests"]
     else:
@@ -142,7 +153,10 @@ def run_plan(
 
 
 def _run_parallel(
-    world: World, plan: SimulationPlan, configs: list[RunConfig], workers: int,
+    world: World,
+    plan: SimulationPlan,
+    configs: list[RunConfig],
+    workers: int,
     on_progress: Callable[[float, int], None] | None,
 ) -> dict[int, dict[str, Any]]:
     ctx = mp.get_context("fork")
@@ -166,8 +180,13 @@ def _run_parallel(
     return outputs
 
 
-def _drain(progress: Any, fractions: list[float], completed: list[int],
-           on_progress: Callable[[float, int], None] | None, total: int) -> None:
+def _drain(
+    progress: Any,
+    fractions: list[float],
+    completed: list[int],
+    on_progress: Callable[[float, int], None] | None,
+    total: int,
+) -> None:
     while True:
         try:
             i, f, c = progress.get_nowait()
@@ -179,15 +198,17 @@ def _drain(progress: Any, fractions: list[float], completed: list[int],
         on_progress(sum(fractions) / total, sum(completed))
 
 
-def _pool(plan: SimulationPlan, configs: list[RunConfig], outputs: dict[int, dict[str, Any]]
-          ) -> dict[str, ArchitectureResult]:
+def _pool(
+    plan: SimulationPlan, configs: list[RunConfig], outputs: dict[int, dict[str, Any]]
+) -> dict[str, ArchitectureResult]:
     results: dict[str, ArchitectureResult] = {}
     for i, cfg in enumerate(configs):
         out = outputs[i]
         res = results.get(cfg.architecture)
         if res is None:
             res = results[cfg.architecture] = ArchitectureResult(
-                cfg.architecture, cfg.qps, cfg.reduction, {}, {}, 0, 0.0)
+                cfg.architecture, cfg.qps, cfg.reduction, {}, {}, 0, 0.0
+            )
         res.simulated_requests += out["requests"]
         res.cpu_s += out["cpu_s"]
         for group, u in out["utilisation"].items():

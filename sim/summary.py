@@ -75,15 +75,24 @@ def describe_step(share: StepShare, world: World) -> str:
 
 
 def cell_row(
-    architecture: str, operation: str, locality: str, region: str, samples: CellSamples,
-    targets: SeedTargets, world: World,
+    architecture: str,
+    operation: str,
+    locality: str,
+    region: str,
+    samples: CellSamples,
+    targets: SeedTargets,
+    world: World,
 ) -> dict[str, Any]:
     pooled = np.sort(np.concatenate(samples.batches)) if samples.batches else np.empty(0)
     n = len(pooled)
     lo, hi = targets.range_for(architecture, operation, locality)
     row: dict[str, Any] = {
-        "architecture": architecture, "operation": operation, "locality": locality,
-        "region": region, "n": n, "errors": samples.timeouts,
+        "architecture": architecture,
+        "operation": operation,
+        "locality": locality,
+        "region": region,
+        "n": n,
+        "errors": samples.timeouts,
         "errors_by_kind": {"timeout": samples.timeouts},
         "mean_ms": float(pooled.mean()) if n else None,
     }
@@ -94,9 +103,7 @@ def cell_row(
         row[key] = [ci.low, ci.high] if ci else None
         row[key.replace("_ms", "_method")] = ci.method if ci else None
     p99, ci99 = row["p99_ms"], row["p99_ci_ms"]
-    row["p99_ci_half_width_pct"] = (
-        100 * (ci99[1] - ci99[0]) / 2 / p99 if ci99 and p99 else None
-    )
+    row["p99_ci_half_width_pct"] = 100 * (ci99[1] - ci99[0]) / 2 / p99 if ci99 and p99 else None
     row["seed_range_ms"] = [lo, hi]
     row["inside_seed_range"] = bool(n) and lo <= row["p50_ms"] <= hi
     shares = step_shares(samples)
@@ -106,7 +113,9 @@ def cell_row(
 
 
 def latency_rows(
-    results: dict[str, ArchitectureResult], world: World, targets: SeedTargets,
+    results: dict[str, ArchitectureResult],
+    world: World,
+    targets: SeedTargets,
     report_region: str,
 ) -> list[dict[str, Any]]:
     regions = world.topology.regions if report_region == "all" else (report_region,)
@@ -116,8 +125,11 @@ def latency_rows(
         for op in OPERATIONS:
             for loc in localities:
                 for region in regions:
-                    rows.append(cell_row(arch, op, loc, region, res.cells[(op, loc, region)],
-                                         targets, world))
+                    rows.append(
+                        cell_row(
+                            arch, op, loc, region, res.cells[(op, loc, region)], targets, world
+                        )
+                    )
                 if report_region == "all":
                     merged = merge_cells(res.cells[(op, loc, r)] for r in world.topology.regions)
                     rows.append(cell_row(arch, op, loc, "all", merged, targets, world))
@@ -133,27 +145,31 @@ def averages(
     for loc in LOCALITIES:
         for region in [*regions, "all"] if report_region == "all" else regions:
             picked = world.topology.regions if region == "all" else (region,)
-            per_op = {op: merge_cells(result.cells[(op, loc, r)] for r in picked)
-                      for op in OPERATIONS}
+            per_op = {
+                op: merge_cells(result.cells[(op, loc, r)] for r in picked) for op in OPERATIONS
+            }
             arrays = {op: np.concatenate(c.batches) for op, c in per_op.items()}
             everything = np.concatenate(list(arrays.values()))
             lo, hi = targets.mean_latency_ms[loc]
             mix_mean = float(everything.mean()) if len(everything) else None
             op_means = [float(a.mean()) for a in arrays.values() if len(a)]
             op_mean = float(np.mean(op_means)) if op_means else None
-            out.append({
-                "architecture": "hybrid", "locality": loc, "region": region,
-                "mix_weighted_mean_ms": mix_mean, "operation_mean_ms": op_mean,
-                "seed_range_ms": [lo, hi],
-                "mix_weighted_inside": mix_mean is not None and lo <= mix_mean <= hi,
-                "operation_mean_inside": op_mean is not None and lo <= op_mean <= hi,
-            })
+            out.append(
+                {
+                    "architecture": "hybrid",
+                    "locality": loc,
+                    "region": region,
+                    "mix_weighted_mean_ms": mix_mean,
+                    "operation_mean_ms": op_mean,
+                    "seed_range_ms": [lo, hi],
+                    "mix_weighted_inside": mix_mean is not None and lo <= mix_mean <= hi,
+                    "operation_mean_inside": op_mean is not None and lo <= op_mean <= hi,
+                }
+            )
     return out
 
 
-def findings(
-    rows: list[dict[str, Any]], avgs: list[dict[str, Any]], world: World
-) -> list[str]:
+def findings(rows: list[dict[str, Any]], avgs: list[dict[str, Any]], world: World) -> list[str]:
     top_op = max(OPERATIONS, key=lambda o: world.workload.mix[o].value)
     top_means = {
         (r["locality"], r["region"]): r["mean_ms"]
@@ -184,7 +200,7 @@ def findings(
         if avg["mix_weighted_inside"]:
             continue
         lo, hi = avg["seed_range_ms"]
-        op_note = ("inside" if avg["operation_mean_inside"] else "also outside")
+        op_note = "inside" if avg["operation_mean_inside"] else "also outside"
         out.append(
             f"mean latency {avg['locality']} ({avg['region']}): {avg['mix_weighted_mean_ms']:.1f}"
             f" ms over all requests (weighted by the workload mix) is outside the seed's "

@@ -13,12 +13,18 @@ def _ms(x: float | None) -> str:
 
 def latency_table(rows: list[dict[str, Any]], region: str) -> str:
     """Operation x (same region, cross region, legacy) for one region or the aggregate."""
-    pick = {(r["operation"], r["architecture"], r["locality"]): r for r in rows
-            if r["region"] == region}
-    columns = [("hybrid", "same_region", "same region"), ("hybrid", "cross_region",
-               "cross region"), ("legacy", "all", "legacy")]
-    head = (f"{'operation':<19} {'column':<13} {'p50':>7} {'p90':>7} {'p99':>7}  "
-            f"{'p50 95% CI':>15}  {'seed':>9}  {'':<7} {'n':>9}")
+    pick = {
+        (r["operation"], r["architecture"], r["locality"]): r for r in rows if r["region"] == region
+    }
+    columns = [
+        ("hybrid", "same_region", "same region"),
+        ("hybrid", "cross_region", "cross region"),
+        ("legacy", "all", "legacy"),
+    ]
+    head = (
+        f"{'operation':<19} {'column':<13} {'p50':>7} {'p90':>7} {'p99':>7}  "
+        f"{'p50 95% CI':>15}  {'seed':>9}  {'':<7} {'n':>9}"
+    )
     lines = [head, "-" * len(head)]
     for op in OPERATIONS:
         first = True
@@ -29,7 +35,7 @@ def latency_table(rows: list[dict[str, Any]], region: str) -> str:
             lo, hi = row["seed_range_ms"]
             ci = row["p50_ci_ms"]
             ci_text = f"{_ms(ci[0])}-{_ms(ci[1])}" if ci else "-"
-            mark = "inside" if row["inside_seed_range"] else "OUTSIDE"
+            mark = _mark(row["inside_seed_range"])
             errs = f"  errors {row['errors']}" if row["errors"] else ""
             lines.append(
                 f"{op if first else '':<19} {title:<13} {_ms(row['p50_ms']):>7} "
@@ -40,17 +46,20 @@ def latency_table(rows: list[dict[str, Any]], region: str) -> str:
     return "\n".join(lines)
 
 
+def _mark(inside: bool) -> str:
+    return "inside" if inside else "OUTSIDE"
+
+
 def averages_table(avgs: list[dict[str, Any]], region: str) -> str:
     lines = []
     for a in avgs:
         if a["region"] != region:
             continue
         lo, hi = a["seed_range_ms"]
-        mark = lambda ok: "inside" if ok else "OUTSIDE"  # noqa: E731
         lines.append(
             f"mean {a['locality']:<13} over all requests {_ms(a['mix_weighted_mean_ms']):>6} ms "
-            f"({mark(a['mix_weighted_inside'])}),  mean of the five operations "
-            f"{_ms(a['operation_mean_ms']):>6} ms ({mark(a['operation_mean_inside'])});  "
+            f"({_mark(a['mix_weighted_inside'])}),  mean of the five operations "
+            f"{_ms(a['operation_mean_ms']):>6} ms ({_mark(a['operation_mean_inside'])});  "
             f"seed {lo:g}-{hi:g} ms"
         )
     return "\n".join(lines)
@@ -61,13 +70,17 @@ def region_p50_matrix(rows: list[dict[str, Any]], regions: tuple[str, ...]) -> s
     head = f"{'p50 ms by region':<33}" + "".join(f"{r:>9}" for r in regions)
     lines = [head, "-" * len(head)]
     for op in OPERATIONS:
-        for arch, loc in (("hybrid", "same_region"), ("hybrid", "cross_region"),
-                          ("legacy", "all")):
-            cells = {r["region"]: r for r in rows if r["operation"] == op
-                     and r["architecture"] == arch and r["locality"] == loc}
+        for arch, loc in (("hybrid", "same_region"), ("hybrid", "cross_region"), ("legacy", "all")):
+            cells = {
+                r["region"]: r
+                for r in rows
+                if r["operation"] == op and r["architecture"] == arch and r["locality"] == loc
+            }
             if not cells:
                 continue
             title = f"{op} {loc if arch == 'hybrid' else 'legacy'}"
-            lines.append(f"{title:<33}" + "".join(
-                f"{_ms(cells[r]['p50_ms']) if r in cells else '-':>9}" for r in regions))
+            lines.append(
+                f"{title:<33}"
+                + "".join(f"{_ms(cells[r]['p50_ms']) if r in cells else '-':>9}" for r in regions)
+            )
     return "\n".join(lines)

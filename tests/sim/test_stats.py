@@ -1,0 +1,47 @@
+"""Confidence intervals: coverage of the order-statistic interval, batch means, switching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.stats import (
+    batch_means_interval,
+    min_batch_samples,
+    order_statistic_interval,
+    percentile_interval,
+)
+
+
+def test_batch_means_interval_is_student_t() -> None:
+    lo, hi = batch_means_interval([1.0, 2.0, 3.0, 4.0])
+    # mean 2.5, sd 1.291, t(3, 0.975) = 3.182 -> half width 2.054
+    assert (lo + hi) / 2 == pytest.approx(2.5)
+    assert (hi - lo) / 2 == pytest.approx(3.182 * 1.2910 / 2, rel=1e-3)
+    with pytest.raises(ValueError, match="at least two"):
+        batch_means_interval([1.0])
+
+
+def test_order_statistic_interval_covers_the_true_quantile() -> None:
+    rng = np.random.default_rng(3)
+    true_p99 = -np.log(0.01)  # exponential(1)
+    covered = 0
+    for _ in range(400):
+        sample = np.sort(rng.exponential(1.0, 2000))
+        lo, hi = order_statistic_interval(sample, 99)
+        covered += lo <= true_p99 <= hi
+    assert 0.92 <= covered / 400 <= 0.99
+
+
+def test_interval_method_depends_on_samples_per_batch() -> None:
+    rng = np.random.default_rng(4)
+    big = [rng.exponential(1.0, 5000) for _ in range(10)]
+    pooled = np.sort(np.concatenate(big))
+    assert percentile_interval(big, pooled, 99).method == "batch_means"  # type: ignore[union-attr]
+    small = [rng.exponential(1.0, 50) for _ in range(10)]
+    pooled = np.sort(np.concatenate(small))
+    ci = percentile_interval(small, pooled, 99)
+    assert ci is not None and ci.method == "order_statistic"
+    assert ci.low <= np.percentile(pooled, 99) <= ci.high
+    assert percentile_interval([np.array([1.0])], np.array([1.0]), 50) is None
+    assert min_batch_samples(50) == 40 and min_batch_samples(99) == 2000
