@@ -57,8 +57,9 @@ def bare_mm1_rate(customers: int, seed: int = 1) -> float:
 def model_rate(qps: float, duration_s: float, profile: str = "seed", seed: int = 1) -> float:
     """Simulated requests per wall second of the full hybrid model, one process."""
     world = load_world(profile)
-    config = RunConfig("hybrid", qps, duration_s * 1000, 200.0, 10,
-                       max_reduction(world, "hybrid"), seed, 0)
+    config = RunConfig(
+        "hybrid", qps, duration_s * 1000, 200.0, 10, max_reduction(world, "hybrid"), seed, 0
+    )
     model = SystemModel(world, config)
     started = time.perf_counter()
     model.run()
@@ -68,8 +69,20 @@ def model_rate(qps: float, duration_s: float, profile: str = "seed", seed: int =
 def time_peak_run(results_dir: Path) -> float:
     """Wall seconds of `python -m sim --load peak` as a user would run it."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sim", "--load", "peak", "--quiet",
-                    "--results-dir", str(results_dir)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim",
+            "--load",
+            "peak",
+            "--quiet",
+            "--results-dir",
+            str(results_dir),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -87,20 +100,29 @@ def main(argv: list[str] | None = None) -> int:
     model = model_rate(args.qps, args.duration)
     ratio = model / bare
     out: dict[str, Any] = {
-        "bare_mm1_customers_per_s": round(bare), "model_requests_per_s": round(model),
-        "ratio": round(ratio, 3), "ratio_goal": RATIO_GOAL, "model_qps": args.qps,
+        "bare_mm1_customers_per_s": round(bare),
+        "model_requests_per_s": round(model),
+        "ratio": round(ratio, 3),
+        "ratio_goal": RATIO_GOAL,
+        "model_qps": args.qps,
     }
     print(f"bare SimPy M/M/1:   {bare:>10,.0f} customers / wall s")
-    print(f"full model:         {model:>10,.0f} simulated requests / wall s "
-          f"(at {args.qps:,.0f} QPS, one process)")
-    print(f"ratio:              {ratio:10.2f}  (goal >= {RATIO_GOAL}: "
-          f"{'met' if ratio >= RATIO_GOAL else 'NOT met'})")
+    print(
+        f"full model:         {model:>10,.0f} simulated requests / wall s "
+        f"(at {args.qps:,.0f} QPS, one process)"
+    )
+    print(
+        f"ratio:              {ratio:10.2f}  (goal >= {RATIO_GOAL}: "
+        f"{'met' if ratio >= RATIO_GOAL else 'NOT met'})"
+    )
     if args.peak:
         print("timing make simulate LOAD=peak (500k QPS, 60 simulated s) ...", flush=True)
         peak = time_peak_run(Path(args.results_dir))
         out.update(peak_wall_s=round(peak, 1), peak_budget_s=PEAK_BUDGET_S)
-        print(f"LOAD=peak run:      {peak:10.1f} s wall  (budget {PEAK_BUDGET_S:g} s: "
-              f"{'met' if peak <= PEAK_BUDGET_S else 'NOT met'})")
+        print(
+            f"LOAD=peak run:      {peak:10.1f} s wall  (budget {PEAK_BUDGET_S:g} s: "
+            f"{'met' if peak <= PEAK_BUDGET_S else 'NOT met'})"
+        )
     run_dir = new_run_dir(Path(args.results_dir), "bench", "sim")
     write_json(run_dir / "bench.json", out)
     print(f"written: {run_dir / 'bench.json'}")

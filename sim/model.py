@@ -325,9 +325,7 @@ class SystemModel:
                 self.arrived += 1
                 rtype = types[kind]
                 trace = self.arrived % TRACE_EVERY == 0 or self.traced[rtype.cell] < TRACE_MIN
-                request = _Request(
-                    env, t0, rtype, [False] * rtype.outcomes, [] if trace else None
-                )
+                request = _Request(env, t0, rtype, [False] * rtype.outcomes, [] if trace else None)
                 self._advance(request, t0)
             t = times[-1]
             yield env.timeout(min(t, end) - env.now)

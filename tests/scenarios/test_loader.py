@@ -42,7 +42,11 @@ def test_shipped_profiles_and_operations() -> None:
         assert set(world.operations.of(arch)) == set(OPERATIONS)
     session = world.operations.hybrid["session_validation"].steps
     assert [s.label for s in session] == [
-        "edge.handle", "redis.get_session", "crdb.read_session", "redis.set_session"]
+        "edge.handle",
+        "redis.get_session",
+        "crdb.read_session",
+        "redis.set_session",
+    ]
     assert session[2].when == "session:miss"
     assert world.topology.rtt.between("ap-ne", "eu-west") == 218
     assert world.topology.rtt.between("eu-west", "ap-ne") == 218
@@ -65,40 +69,90 @@ def _break(data: Path, file: str, old: str, new: str) -> None:
 
 
 BAD_FILES = [
-    ("operations.toml", 'component = "redis", action = "get_session"',
-     'component = "kafka", action = "get_session"', ["operations.toml", "component", "kafka"]),
-    ("workload.toml", "value = 0.012", 'value = "lots"', ["workload.toml", "mix.login.value",
-                                                           "lots"]),
+    (
+        "operations.toml",
+        'component = "redis", action = "get_session"',
+        'component = "kafka", action = "get_session"',
+        ["operations.toml", "component", "kafka"],
+    ),
+    (
+        "workload.toml",
+        "value = 0.012",
+        'value = "lots"',
+        ["workload.toml", "mix.login.value", "lots"],
+    ),
     ("workload.toml", "value = 0.012", "value = 0.5", ["mix must sum to 1"]),
-    ("topology.toml", "[rtt.pairs_ms.eu-west]\nap-ne = 218", "[rtt.pairs_ms.eu-west]\nmars = 218",
-     ["topology.toml", "mars", "known regions"]),
-    ("topology.toml", "[rtt.pairs_ms.eu-west]\nap-ne = 218", "[rtt.pairs_ms.eu-west]\nap-ne = -5",
-     ["eu-west.ap-ne", "> 0 ms"]),
-    ("profiles/seed.toml", 'high_ms = 5.0, source = "seed §2.2: Redis Cluster latency 1-5 ms" }',
-     "high_ms = 5.0 }", ["seed.toml", "source", "Field required"]),
-    ("profiles/seed.toml", "low_ms = 1.0, high_ms = 5.0", "low_ms = 6.0, high_ms = 5.0",
-     ["seed.toml", "access.redis.same_region", "high_ms (5.0) must be greater than low_ms"]),
-    ("operations.toml", 'kind = "write", at = "home" },\n  { component = "redis", action = "set_session" }',
-     'kind = "write", at = "local" },\n  { component = "redis", action = "set_session" }',
-     ["operations.toml", "leaseholder", "at='local'"]),
-    ("operations.toml", 'when = "session:miss" },\n  { component = "redis", action = "set_session", when = "session:miss"',
-     'when = "cookie:miss" },\n  { component = "redis", action = "set_session", when = "session:miss"',
-     ["hybrid.session_validation", "cookie:miss", "no earlier step"]),
+    (
+        "topology.toml",
+        "[rtt.pairs_ms.eu-west]\nap-ne = 218",
+        "[rtt.pairs_ms.eu-west]\nmars = 218",
+        ["topology.toml", "mars", "known regions"],
+    ),
+    (
+        "topology.toml",
+        "[rtt.pairs_ms.eu-west]\nap-ne = 218",
+        "[rtt.pairs_ms.eu-west]\nap-ne = -5",
+        ["eu-west.ap-ne", "> 0 ms"],
+    ),
+    (
+        "profiles/seed.toml",
+        'high_ms = 5.0, source = "seed §2.2: Redis Cluster latency 1-5 ms" }',
+        "high_ms = 5.0 }",
+        ["seed.toml", "source", "Field required"],
+    ),
+    (
+        "profiles/seed.toml",
+        "low_ms = 1.0, high_ms = 5.0",
+        "low_ms = 6.0, high_ms = 5.0",
+        ["seed.toml", "access.redis.same_region", "high_ms (5.0) must be greater than low_ms"],
+    ),
+    (
+        "operations.toml",
+        'kind = "write", at = "home" },\n  { component = "redis", action = "set_session" }',
+        'kind = "write", at = "local" },\n  { component = "redis", action = "set_session" }',
+        ["operations.toml", "leaseholder", "at='local'"],
+    ),
+    (
+        "operations.toml",
+        'when = "session:miss" },\n  { component = "redis", action = "set_session", '
+        'when = "session:miss"',
+        'when = "cookie:miss" },\n  { component = "redis", action = "set_session", '
+        'when = "session:miss"',
+        ["hybrid.session_validation", "cookie:miss", "no earlier step"],
+    ),
     ("operations.toml", "[hybrid.login]", "[hybrid.login", ["operations.toml", "not valid TOML"]),
-    ("operations.toml", 'action = "verify_password" }', 'action = "hash_password" }',
-     ["hash_password", "no edge time", "seed.toml"]),
-    ("operations.toml", 'object = "SessionStore", action = "get_session"',
-     'object = "SessionShelf", action = "get_session"', ["SessionShelf", "namespace"]),
-    ("workload.toml", "region_share = { us-west = 0.25, us-east = 0.25, eu-west = 0.25, ap-ne = 0.25 }",
-     "region_share = { us-west = 0.25, us-east = 0.25, eu-west = 0.25, mars = 0.25 }",
-     ["region_share", "mars"]),
-    ("topology.toml", "primaries_per_region = 3", "primaries_per_region = 0",
-     ["redis.primaries_per_region", "greater than or equal to 1", "0"]),
+    (
+        "operations.toml",
+        'action = "verify_password" }',
+        'action = "hash_password" }',
+        ["hash_password", "no edge time", "seed.toml"],
+    ),
+    (
+        "operations.toml",
+        'object = "SessionStore", action = "get_session"',
+        'object = "SessionShelf", action = "get_session"',
+        ["SessionShelf", "namespace"],
+    ),
+    (
+        "workload.toml",
+        "region_share = { us-west = 0.25, us-east = 0.25, eu-west = 0.25, ap-ne = 0.25 }",
+        "region_share = { us-west = 0.25, us-east = 0.25, eu-west = 0.25, mars = 0.25 }",
+        ["region_share", "mars"],
+    ),
+    (
+        "topology.toml",
+        "primaries_per_region = 3",
+        "primaries_per_region = 0",
+        ["redis.primaries_per_region", "greater than or equal to 1", "0"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("file", "old", "new", "expected"), BAD_FILES,
-                         ids=[f"{b[0]}:{'/'.join(b[3][1:2])}" for b in BAD_FILES])
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    BAD_FILES,
+    ids=[f"{b[0]}:{'/'.join(b[3][1:2])}" for b in BAD_FILES],
+)
 def test_bad_scenario_files_fail_clearly(
     data_copy: Path, file: str, old: str, new: str, expected: list[str]
 ) -> None:
@@ -112,12 +166,13 @@ def test_bad_scenario_files_fail_clearly(
 
 
 def test_unknown_profile_lists_choices() -> None:
-    with pytest.raises(ScenarioError, match=re.escape("unknown profile 'fast': choose one of "
-                                                      "cited, seed")):
+    with pytest.raises(
+        ScenarioError, match=re.escape("unknown profile 'fast': choose one of cited, seed")
+    ):
         load_world("fast")
 
 
 def test_missing_file(data_copy: Path) -> None:
     (data_copy / "workload.toml").unlink()
-    with pytest.raises(ScenarioError, match="workload.toml: file not found"):
+    with pytest.raises(ScenarioError, match=r"workload\.toml: file not found"):
         load_world("seed", data_dir=data_copy)

@@ -12,8 +12,11 @@ from sim.queues import FcfsStation
 
 
 def run_station(
-    arrival_rate: float, service: Callable[[np.random.Generator, int], np.ndarray],
-    servers: int, customers: int, seed: int,
+    arrival_rate: float,
+    service: Callable[[np.random.Generator, int], np.ndarray],
+    servers: int,
+    customers: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(arrival, start of service, departure) per customer, in arrival order."""
     rng = np.random.default_rng(seed)

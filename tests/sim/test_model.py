@@ -11,8 +11,14 @@ from sim.model import RunConfig, SystemModel, max_reduction
 from tests.conftest import constant_world
 
 
-def _run(world: World, arch: str = "hybrid", qps: float = 200.0, duration_ms: float = 20_000,
-         seed: int = 3, reduction: int = 1) -> SystemModel:
+def _run(
+    world: World,
+    arch: str = "hybrid",
+    qps: float = 200.0,
+    duration_ms: float = 20_000,
+    seed: int = 3,
+    reduction: int = 1,
+) -> SystemModel:
     model = SystemModel(world, RunConfig(arch, qps, duration_ms, 0.0, 4, reduction, seed, 0))
     model.run()
     return model
@@ -73,8 +79,15 @@ def test_cited_profile_pays_the_rtt_and_the_quorum(cited_world: World) -> None:
 def test_region_survival_waits_for_the_nearest_other_region(cited_world: World) -> None:
     crdb = cited_world.topology.crdb.model_copy(update={"survival": "region"})
     topo = cited_world.topology.model_copy(update={"crdb": crdb})
-    world = constant_world(World(topo, cited_world.workload, cited_world.operations,
-                                 cited_world.profile, cited_world.files))
+    world = constant_world(
+        World(
+            topo,
+            cited_world.workload,
+            cited_world.operations,
+            cited_world.profile,
+            cited_world.files,
+        )
+    )
     model = _run(world, qps=400.0)
     same = _values(model, "token_issue", "same_region", "ap-ne")
     # ap-ne's nearest other region is us-west, 99 ms away, plus mean jitter 0.5 ms.
@@ -93,7 +106,7 @@ def test_legacy_runs_through_durable_objects_and_d1(seed_world: World) -> None:
 def test_traced_steps_follow_the_step_list(seed_world: World) -> None:
     model = _run(seed_world, qps=2000.0, duration_ms=5000)
     catalog = seed_world.operations.hybrid
-    for (cell, label) in model.step_ms:
+    for cell, label in model.step_ms:
         op = model.cells[cell][0]
         step = label.split("|")[0]
         assert step in {s.label for s in catalog[op].steps}, (op, label)

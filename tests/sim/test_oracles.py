@@ -37,8 +37,9 @@ def test_closed_forms_known_values() -> None:
 
 @pytest.mark.parametrize(("rate", "servers"), [(0.8, 1), (7.2, 8)])
 def test_mmc_wait_matches_erlang_c(rate: float, servers: int) -> None:
-    arr, start, _ = run_station(rate, lambda rng, n: rng.exponential(1.0, n), servers,
-                                CUSTOMERS, seed=11)
+    arr, start, _ = run_station(
+        rate, lambda rng, n: rng.exponential(1.0, n), servers, CUSTOMERS, seed=11
+    )
     waits = start - arr
     lo, hi = _interval(waits)
     assert lo <= mmc_mean_wait(rate, 1.0, servers) <= hi
@@ -59,8 +60,9 @@ def test_littles_law() -> None:
     arr, _, dep = run_station(rate, lambda rng, n: rng.exponential(1.0, n), 1, CUSTOMERS, 13)
     horizon = arr[-1]
     # Time-average number in system from the arrival/departure step function.
-    events = np.concatenate([np.stack([arr, np.ones_like(arr)], 1),
-                             np.stack([dep, -np.ones_like(dep)], 1)])
+    events = np.concatenate(
+        [np.stack([arr, np.ones_like(arr)], 1), np.stack([dep, -np.ones_like(dep)], 1)]
+    )
     events = events[np.argsort(events[:, 0], kind="stable")]
     times, steps = events[:, 0], events[:, 1]
     inside = np.cumsum(steps)

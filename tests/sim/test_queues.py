@@ -12,8 +12,9 @@ import simpy
 from sim.queues import FcfsStation
 
 
-def _resource_timeline(arrivals: list[float], services: list[float], servers: int
-                       ) -> list[tuple[str, float]]:
+def _resource_timeline(
+    arrivals: list[float], services: list[float], servers: int
+) -> list[tuple[str, float]]:
     env = simpy.Environment()
     resource = simpy.Resource(env, servers)
     out: list[tuple[str, float]] = []
@@ -31,8 +32,9 @@ def _resource_timeline(arrivals: list[float], services: list[float], servers: in
     return sorted(out, key=lambda x: int(x[0][1:]))
 
 
-def _station_timeline(arrivals: list[float], services: list[float], servers: int
-                      ) -> list[tuple[str, float]]:
+def _station_timeline(
+    arrivals: list[float], services: list[float], servers: int
+) -> list[tuple[str, float]]:
     env = simpy.Environment()
     station = FcfsStation("s", servers)
     out: list[tuple[str, float]] = []
@@ -51,12 +53,20 @@ def _station_timeline(arrivals: list[float], services: list[float], servers: int
 
 def test_single_server_timeline() -> None:
     assert _station_timeline([0, 1, 2, 20], [5, 5, 5, 1], 1) == [
-        ("c0", 5), ("c1", 10), ("c2", 15), ("c3", 21)]
+        ("c0", 5),
+        ("c1", 10),
+        ("c2", 15),
+        ("c3", 21),
+    ]
 
 
 def test_two_server_timeline() -> None:
     assert _station_timeline([0, 1, 2, 3], [5, 5, 5, 1], 2) == [
-        ("c0", 5), ("c1", 6), ("c2", 10), ("c3", 7)]
+        ("c0", 5),
+        ("c1", 6),
+        ("c2", 10),
+        ("c3", 7),
+    ]
 
 
 @pytest.mark.parametrize("servers", [1, 3, 8])

@@ -27,20 +27,23 @@ def _heavy(world: World) -> World:
         return Exponential(dist="exponential", mean_ms=ms, source="test: heavy load")
 
     crdb = world.topology.crdb.model_copy(
-        update={"vcpus_per_node": 2, "read_cpu": exp(11.0), "write_cpu": exp(22.0)})
+        update={"vcpus_per_node": 2, "read_cpu": exp(11.0), "write_cpu": exp(22.0)}
+    )
     redis = world.topology.redis.model_copy(update={"service": exp(1.0)})
     topo = world.topology.model_copy(update={"crdb": crdb, "redis": redis})
     return World(topo, world.workload, world.operations, world.profile, world.files)
 
 
-def _run(world: World, qps: float, reduction: int, seed: int
-         ) -> tuple[list[np.ndarray], dict[str, float]]:
+def _run(
+    world: World, qps: float, reduction: int, seed: int
+) -> tuple[list[np.ndarray], dict[str, float]]:
     cfg = RunConfig("hybrid", qps, 20_000.0, 1_000.0, BATCHES, reduction, seed, 0)
     model = SystemModel(world, cfg)
     model.run()
     batches = [
-        np.concatenate([np.frombuffer(model.latencies[c * BATCHES + k])
-                        for c in range(len(model.cells))])
+        np.concatenate(
+            [np.frombuffer(model.latencies[c * BATCHES + k]) for c in range(len(model.cells))]
+        )
         for k in range(BATCHES)
     ]
     util: dict[str, list[float]] = {}
@@ -52,8 +55,9 @@ def _run(world: World, qps: float, reduction: int, seed: int
 
 
 def _intervals(batches: list[np.ndarray]) -> dict[int, tuple[float, float]]:
-    return {p: batch_means_interval([float(np.percentile(b, p)) for b in batches])
-            for p in (50, 90, 99)}
+    return {
+        p: batch_means_interval([float(np.percentile(b, p)) for b in batches]) for p in (50, 90, 99)
+    }
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:

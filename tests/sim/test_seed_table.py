@@ -13,17 +13,29 @@ from sim.summary import averages, findings, latency_rows
 
 # Cells whose p50 the seed profile puts inside the seed's range, from the step lists.
 INSIDE = {
-    ("hybrid", "session_validation", "same_region"), ("hybrid", "login", "same_region"),
-    ("hybrid", "userinfo", "same_region"), ("hybrid", "profile_update", "same_region"),
-    ("hybrid", "login", "cross_region"), ("hybrid", "token_issue", "cross_region"),
-    ("hybrid", "profile_update", "cross_region"), ("legacy", "session_validation", "all"),
+    ("hybrid", "session_validation", "same_region"),
+    ("hybrid", "login", "same_region"),
+    ("hybrid", "userinfo", "same_region"),
+    ("hybrid", "profile_update", "same_region"),
+    ("hybrid", "login", "cross_region"),
+    ("hybrid", "token_issue", "cross_region"),
+    ("hybrid", "profile_update", "cross_region"),
+    ("legacy", "session_validation", "all"),
 }
 
 
-def _table(world: World, qps: float, seed: int = 1, region: str = "all"
-           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    plan = SimulationPlan(world.profile.name, (("hybrid", qps, 3), ("legacy", 2000.0, 1)),
-                          duration_s=8.0, warmup_s=0.5, replications=2, seed=seed, workers=1)
+def _table(
+    world: World, qps: float, seed: int = 1, region: str = "all"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    plan = SimulationPlan(
+        world.profile.name,
+        (("hybrid", qps, 3), ("legacy", 2000.0, 1)),
+        duration_s=8.0,
+        warmup_s=0.5,
+        replications=2,
+        seed=seed,
+        workers=1,
+    )
     results = run_plan(world, plan)
     targets = load_seed_targets()
     rows = latency_rows(results, world, targets, region)
@@ -49,9 +61,15 @@ def test_all_fifteen_cells_are_reported(seed_table: Any) -> None:
 
 def test_cells_inside_the_seed_range(seed_table: Any) -> None:
     rows, _, _ = seed_table
-    inside = {(r["architecture"], r["operation"], r["locality"] if r["architecture"] ==
-               "hybrid" else "all") for r in rows if r["region"] == "all" and
-              r["inside_seed_range"]}
+    inside = {
+        (
+            r["architecture"],
+            r["operation"],
+            r["locality"] if r["architecture"] == "hybrid" else "all",
+        )
+        for r in rows
+        if r["region"] == "all" and r["inside_seed_range"]
+    }
     assert inside == INSIDE
 
 
@@ -101,8 +119,9 @@ def test_golden_values_for_seed_1(seed_table: Any) -> None:
 
 def test_cited_profile_names_the_dominant_step(cited_world: World) -> None:
     rows, _, notes = _table(cited_world, 10_000.0, region="ap-ne")
-    token = next(r for r in rows if r["operation"] == "token_issue"
-                 and r["locality"] == "cross_region")
+    token = next(
+        r for r in rows if r["operation"] == "token_issue" and r["locality"] == "cross_region"
+    )
     assert token["dominant_step"] == "crdb.write_refresh_token (ap-ne→eu-west, RTT 218 ms)"
     login = next(r for r in rows if r["operation"] == "login" and r["locality"] == "same_region")
     assert login["dominant_step"] == "edge.verify_password"
