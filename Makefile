@@ -32,7 +32,7 @@ venv: $(STAMP) ## create or update .venv (every other target does this itself)
 simulate: $(STAMP) ## run the four-region model: REGION= MAU= LOAD= QPS= PROFILE= DURATION= SEED= ARCH=
 	$(PY) -m sim $(SIM_ARGS)
 
-test: $(STAMP) ## run the test suite (what CI runs)
+test: lint ## lint, then the test suite (what CI runs)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff lint + format check, mypy on scenarios and sim

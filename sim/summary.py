@@ -67,7 +67,7 @@ def describe_step(share: StepShare, world: World) -> str:
         return share.step
     src, _, dst = share.route.partition("→")
     if src == dst:
-        return f"{share.step} (in {src})"
+        return f"{share.step} (same region)"
     if world.profile.network == "rtt":
         rtt = world.topology.rtt.between(src, dst)
         return f"{share.step} ({src}→{dst}, RTT {rtt:g} ms)"
