@@ -16,7 +16,7 @@ SIM_ARGS = --region $(REGION) --mau $(MAU) --load $(LOAD) --profile $(PROFILE) \
            --duration $(DURATION) --seed $(SEED) $(if $(QPS),--qps $(QPS)) $(if $(ARCH),--arch $(ARCH))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate test lint bench-sim clean
+.PHONY: help venv simulate cost test lint bench-sim clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,8 +40,12 @@ lint: $(STAMP) ## ruff lint + format check, mypy on scenarios and sim
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+PRICING ?= seed
+cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING=seed|list
+	$(PY) -m sim.cost_cli --mau $(MAU) --arch $(or $(ARCH),hybrid) --pricing $(PRICING)
+
 bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times LOAD=peak)
 	$(PY) -m sim.bench $(if $(PEAK),--peak)
 
 clean: ## remove .venv and generated results
-	rm -rf $(VENV) results/sim results/bench
+	rm -rf $(VENV) results/sim results/bench results/cost

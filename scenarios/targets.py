@@ -12,12 +12,23 @@ from scenarios.workload import LOCALITIES, OPERATIONS
 Range = tuple[float, float]
 
 
+class SeedBill(BaseModel):
+    """One of the seed's monthly bills; `shares` maps a line-item prefix to its share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    mau: str
+    architecture: str
+    total_usd: float
+    shares: dict[str, float]
+
+
 class SeedTargets(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     source: Source
     legacy_mau: str
     latency_ms: dict[str, dict[str, Range]]
     mean_latency_ms: dict[str, Range]
+    cost: tuple[SeedBill, ...] = ()
 
     @model_validator(mode="after")
     def _complete(self) -> SeedTargets:
@@ -31,6 +42,9 @@ class SeedTargets(BaseModel):
                 if not 0 <= lo < hi:
                     raise ValueError(f"latency_ms.{op}.{col}: need 0 <= low < high, got {lo, hi}")
         return self
+
+    def bill_for(self, mau: str, architecture: str) -> SeedBill | None:
+        return next((b for b in self.cost if (b.mau, b.architecture) == (mau, architecture)), None)
 
     def range_for(self, architecture: str, operation: str, locality: str) -> Range:
         column = "legacy" if architecture == "legacy" else locality
