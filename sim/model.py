@@ -37,7 +37,7 @@ from sim.sampling import Stream, stream_of, uniform01
 # Requests that record their per-step times (for "which step dominates"): every request of
 # a cell until it has TRACE_MIN of them, so rare cells are covered, then one in TRACE_EVERY.
 TRACE_MIN = 1000
-TRACE_EVERY = 16
+TRACE_EVERY = 64
 ARRIVAL_BLOCK = 1024  # arrivals drawn and scheduled at once
 
 
@@ -55,7 +55,7 @@ class RunConfig:
     replication: int
 
 
-@dataclass
+@dataclass(slots=True)
 class CompiledStep:
     label: str
     queued: bool
@@ -77,6 +77,9 @@ class _Request(simpy.Event):
     reset each time: one long-lived event per request instead of a new Timeout (and list)
     per visit, which is most of what a visit would otherwise cost.
     """
+
+    __slots__ = ("hits", "pending", "rtype", "spent", "station", "step", "step_start", "t0",
+                 "visits")
 
     def __init__(
         self,
@@ -100,7 +103,7 @@ class _Request(simpy.Event):
         self.station: FcfsStation | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestType:
     edge_region: str
     home_region: str
