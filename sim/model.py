@@ -78,8 +78,17 @@ class _Request(simpy.Event):
     per visit, which is most of what a visit would otherwise cost.
     """
 
-    __slots__ = ("hits", "pending", "rtype", "spent", "station", "step", "step_start", "t0",
-                 "visits")
+    __slots__ = (
+        "hits",
+        "pending",
+        "rtype",
+        "spent",
+        "station",
+        "step",
+        "step_start",
+        "t0",
+        "visits",
+    )
 
     def __init__(
         self,
