@@ -1,10 +1,11 @@
 """The system model: arrivals, request processes walking their step lists, recording.
 
 Time is in milliseconds. Requests arrive as one Poisson stream at the scenario's rate,
-split by edge region, locality, home region and operation. Each request is a SimPy
-process that walks its operation's compiled step list: edge steps are pure delays (the
-workers are auto-scaled), every other step travels the network to a station chosen by
-hash routing and queues there. Consecutive delays are merged into one timeout.
+split by edge region, locality, home region and operation. Each request walks its
+operation's compiled step list: edge steps are pure delays (the workers are
+auto-scaled), every other step travels the network to a station chosen by hash routing
+and queues there. A request is one SimPy event, scheduled once per station visit with
+every delay since its previous visit merged into that one wait.
 """
 
 from __future__ import annotations
@@ -280,8 +281,7 @@ class SystemModel:
             assert step.object is not None
             ns = self.durable_objects[step.object]
             targets = [
-                (s, net.access("do", edge, r))
-                for s, r in zip(ns.stations, ns.regions, strict=False)
+                (s, net.access("do", edge, r)) for s, r in zip(ns.stations, ns.regions, strict=True)
             ]
             return CompiledStep(
                 f"{step.label} ({step.object})",
@@ -343,7 +343,7 @@ class SystemModel:
             yield env.timeout(min(t, end) - env.now)
 
     def _resume(self, event: simpy.Event) -> None:
-        """Callback of a request's timeout: it has reached the station of its next step."""
+        """Callback of a request's event: it has reached the station of its next step."""
         request: _Request = event  # type: ignore[assignment]
         now = self.env.now
         st = request.rtype.steps[request.step]
@@ -364,9 +364,9 @@ class SystemModel:
         """Walk delays until the next station visit; schedule it, or finish the request.
 
         `now` is the request's current time: the simulation clock, or its arrival time when
-        the arrival process schedules it ahead. A request is a chain of SimPy timeouts whose
-        callbacks advance it, rather than a Process: that saves the start and end events of
-        a process per request. The last delay needs no event, since nothing waits for it.
+        the arrival process schedules it ahead. Using the request itself as the event,
+        rather than a Process, saves a process's start and end events per request; the last
+        delay needs no event at all, since nothing waits for it.
         """
         steps = request.rtype.steps
         spent = request.spent
