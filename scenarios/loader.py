@@ -112,6 +112,25 @@ def _cross_check(world: World) -> None:
             f"{world.files['workload']}: region_share must name exactly the topology's regions "
             f"{list(topo.regions)}, got {sorted(work.region_share)}"
         )
+    homes = work.cross_region_home.weights
+    for edge in topo.regions:
+        row = homes.get(edge)
+        if row is None:
+            raise ScenarioError(
+                f"{world.files['workload']}: cross_region_home.weights has no row for region "
+                f"{edge!r}; give the weights of the regions its cross-region users come from"
+            )
+        wrong = sorted(set(row) - set(topo.regions) | ({edge} & set(row)))
+        if wrong or any(w < 0 for w in row.values()) or sum(row.values()) <= 0:
+            raise ScenarioError(
+                f"{world.files['workload']}: cross_region_home.weights.{edge} = {row}: weights "
+                f"must be >= 0, not all zero, for other regions only (bad: {wrong or 'values'})"
+            )
+    if set(homes) - set(topo.regions):
+        raise ScenarioError(
+            f"{world.files['workload']}: cross_region_home.weights names unknown regions "
+            f"{sorted(set(homes) - set(topo.regions))}; known: {list(topo.regions)}"
+        )
     for arch in ARCHITECTURES:
         catalog = ops.of(arch)
         if set(catalog) != set(OPERATIONS):

@@ -26,11 +26,24 @@ class MauPreset(_Frozen):
     source: Source
 
 
+class CrossRegionHome(_Frozen):
+    """For each edge region, relative weights of the home regions of its cross-region users."""
+
+    source: Source
+    weights: dict[str, dict[str, float]]
+
+    def shares(self, edge: str) -> dict[str, float]:
+        row = self.weights[edge]
+        total = sum(row.values())
+        return {home: w / total for home, w in row.items()}
+
+
 class Workload(_Frozen):
     mau: dict[str, MauPreset]
     region_share: dict[str, float]
     region_share_source: Source
     cross_region_share: Figure
+    cross_region_home: CrossRegionHome
     mix: dict[str, Figure]
     client_timeout_ms: Figure
     cache_hit_rate: dict[str, dict[str, Figure]]

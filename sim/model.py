@@ -303,12 +303,21 @@ class SystemModel:
         mix_p = np.array([world.workload.mix[o].value for o in OPERATIONS])
         cross = world.workload.cross_region_share.value
         n_reg = len(regions)
+        # Row e: cumulative shares of the home regions of edge e's cross-region users.
+        home_cdf = np.zeros((n_reg, n_reg))
+        for e, edge in enumerate(regions):
+            weights = [world.workload.cross_region_home.shares(edge).get(h, 0.0) for h in regions]
+            home_cdf[e] = np.cumsum(weights)
+            # From the last region with a share on, exactly 1: rounding must never let a
+            # draw fall through to a zero-weight region (such as the edge itself).
+            home_cdf[e, max(i for i, w in enumerate(weights) if w > 0) :] = 1.0
 
         def draw(n: int) -> np.ndarray:
             edge = self.rng.choice(n_reg, size=n, p=region_p)
             is_cross = self.rng.random(n) < cross
-            offset = self.rng.integers(1, n_reg, size=n)
-            home = np.where(is_cross, (edge + offset) % n_reg, edge)
+            u = self.rng.random(n)
+            travel_home = (u[:, None] >= home_cdf[edge]).sum(axis=1)
+            home = np.where(is_cross, travel_home, edge)
             op = self.rng.choice(n_ops, size=n, p=mix_p)
             return (edge * n_reg + home) * n_ops + op
 

@@ -145,6 +145,18 @@ BAD_FILES = [
         "primaries_per_region = 0",
         ["redis.primaries_per_region", "greater than or equal to 1", "0"],
     ),
+    (
+        "workload.toml",
+        "weights.ap-ne = { us-west = 1, us-east = 1, eu-west = 1 }",
+        "weights.ap-ne = { us-west = 1, us-east = 1, ap-ne = 1 }",
+        ["cross_region_home.weights.ap-ne", "other regions only", "ap-ne"],
+    ),
+    (
+        "workload.toml",
+        "weights.ap-ne = { us-west = 1, us-east = 1, eu-west = 1 }\n",
+        "",
+        ["cross_region_home.weights has no row for region 'ap-ne'"],
+    ),
 ]
 
 

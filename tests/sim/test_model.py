@@ -97,10 +97,12 @@ def test_region_survival_waits_for_the_nearest_other_region(cited_world: World) 
 
 def test_legacy_runs_through_durable_objects_and_d1(seed_world: World) -> None:
     model = _run(constant_world(seed_world), arch="legacy", qps=100.0)
-    _branches(_values(model, "session_validation", "all", "us-west"), {5.0 + 50.0 + 1.0})
+    # A Durable Object serves for 1 ms, so two requests meeting at one shard may wait up to
+    # that long; the branches themselves lie tens of ms apart.
+    _branches(_values(model, "session_validation", "all", "us-west"), {5.0 + 50.0 + 1.0}, 2.0)
     # D1's primary is in us-east: same-region figure there, the cross-region one elsewhere.
-    _branches(_values(model, "userinfo", "all", "us-east"), {5.0 + 30.0 + 0.25})
-    _branches(_values(model, "userinfo", "all", "us-west"), {5.0 + 350.0 + 0.25})
+    _branches(_values(model, "userinfo", "all", "us-east"), {5.0 + 30.0 + 0.25}, 2.0)
+    _branches(_values(model, "userinfo", "all", "us-west"), {5.0 + 350.0 + 0.25}, 2.0)
 
 
 def test_traced_steps_follow_the_step_list(seed_world: World) -> None:
@@ -129,3 +131,28 @@ def test_reduction_must_divide_every_pool(seed_world: World) -> None:
     assert max_reduction(seed_world, "legacy") == 1
     with pytest.raises(SimulationError, match="does not divide every node pool"):
         SystemModel(seed_world, RunConfig("legacy", 100, 1000, 0, 2, 3, 1, 0))
+
+
+def test_cross_region_homes_follow_the_workload_table(seed_world: World) -> None:
+    """Skew ap-ne's travellers to eu-west: its cross-region writes all go there."""
+    homes = seed_world.workload.cross_region_home
+    weights = {**homes.weights, "ap-ne": {"us-west": 0.0, "us-east": 0.0, "eu-west": 1.0}}
+    workload = seed_world.workload.model_copy(
+        update={"cross_region_home": homes.model_copy(update={"weights": weights})}
+    )
+    world = constant_world(
+        World(
+            seed_world.topology,
+            workload,
+            seed_world.operations,
+            seed_world.profile,
+            seed_world.files,
+        )
+    )
+    model = _run(world, qps=3000.0, duration_ms=10_000)
+    i = model.cells.index(("token_issue", "cross_region", "ap-ne"))
+    routes = {label.split("|")[1] for (c, label) in model.step_ms if c == i and "crdb" in label}
+    assert routes == {"ap-ne→eu-west"}
+    i = model.cells.index(("token_issue", "cross_region", "us-west"))
+    routes = {label.split("|")[1] for (c, label) in model.step_ms if c == i and "crdb" in label}
+    assert routes == {"us-west→us-east", "us-west→eu-west", "us-west→ap-ne"}
