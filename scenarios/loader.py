@@ -160,6 +160,12 @@ def _cross_check(world: World) -> None:
                         f"{where}: unknown Durable Object namespace {step.object!r}; known: "
                         f"{sorted(topo.durable_objects.namespaces)}"
                     )
+                if step.share is not None and step.share not in work.step_share:
+                    raise ScenarioError(
+                        f"{where}: share {step.share!r} is not defined; add "
+                        f"[step_share.{step.share}] with a value and a source to "
+                        f"{world.files['workload']}"
+                    )
                 if step.outcome is not None:
                     for locality, caches in work.cache_hit_rate.items():
                         if step.outcome not in caches:

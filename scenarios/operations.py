@@ -44,6 +44,7 @@ class Step(BaseModel):
     count: int = Field(default=1, ge=1, le=100)
     outcome: str | None = None
     when: str | None = Field(default=None, pattern=r"^[a-z_]+:(hit|miss)$")
+    share: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
 
     @model_validator(mode="after")
     def _coherent(self) -> Step:

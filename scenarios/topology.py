@@ -52,6 +52,7 @@ class DurableObjectNamespace(_Frozen):
 
 class DurableObjects(_Frozen):
     service: Dist
+    memory_limit_mb: Figure
     namespaces: dict[str, DurableObjectNamespace]
 
 

@@ -47,6 +47,9 @@ class Workload(_Frozen):
     mix: dict[str, Figure]
     client_timeout_ms: Figure
     cache_hit_rate: dict[str, dict[str, Figure]]
+    step_share: dict[str, Figure] = Field(default_factory=dict)
+    active_session_share: Figure
+    session_bytes: Figure
 
     @model_validator(mode="after")
     def _shares(self) -> Workload:
@@ -72,6 +75,9 @@ class Workload(_Frozen):
                     raise ValueError(
                         f"cache_hit_rate.{locality}.{cache} must be in [0, 1], got {rate.value}"
                     )
+        for name, figure in self.step_share.items():
+            if not 0 <= figure.value <= 1:
+                raise ValueError(f"step_share.{name} must be in [0, 1], got {figure.value}")
         return self
 
     def qps(self, mau: str, load: str) -> float:

@@ -12,6 +12,8 @@ from typing import Any
 from scenarios import ScenarioError, load_seed_targets, load_world
 from scenarios.loader import available_profiles
 from sim.errors import SimulationError
+from sim.legacy_limits import legacy_limits
+from sim.legacy_limits import render as render_limits
 from sim.model import max_reduction, node_counts
 from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
 from sim.runner import SimulationPlan, run_plan
@@ -250,6 +252,9 @@ def _summary(
         "latency": rows,
         "averages": avgs,
         "findings": notes,
+        "legacy_limits": (
+            legacy_limits(ctx["world"], ctx["legacy_qps"]) if "legacy" in results else None
+        ),
     }
 
 
@@ -272,13 +277,20 @@ def _print_report(
     if region == "all":
         print()
         print(region_p50_matrix(rows, world.topology.regions))
-    inside = sum(1 for r in rows if r["region"] == region and r["inside_seed_range"])
-    total = sum(1 for r in rows if r["region"] == region)
-    print(f"\n{inside} of {total} cells have their p50 inside the seed's range.")
+    mine = [r for r in rows if r["region"] == region]
+    inside = sum(1 for r in mine if r["inside_seed_range"])
+    edge = sum(1 for r in mine if r["verdict"] == "edge")
+    print(
+        f"\n{inside} of {len(mine)} cells have their p50 inside the seed's range"
+        + (f"; {edge} on the edge (the p50's 95 % CI contains a bound)" if edge else "")
+        + "."
+    )
     if notes:
         print("Findings (cells outside the seed's range, with the arithmetic of their steps):")
         for note in notes:
             print(f"  - {note}")
+    if summary["legacy_limits"] is not None:
+        _print_legacy_limits(summary, rows, region)
     hw = summary["p99_ci_half_width_pct_max"]
     reqs = sum(summary["simulated_requests"].values())
     print(
@@ -286,6 +298,25 @@ def _print_report(
         + (f"; widest p99 95% CI half-width {hw:.1f} %" if hw is not None else "")
     )
     print(f"results: {run_dir}  (summary.json, latency.csv, scenario.json)")
+
+
+def _print_legacy_limits(summary: dict[str, Any], rows: list[dict[str, Any]], region: str) -> None:
+    print("\nLegacy sizing limits (the seed's arithmetic, from the step lists):")
+    print(render_limits(summary["legacy_limits"]))
+    hot = {g: u for g, u in summary["utilisation_max"]["legacy"].items() if u >= 0.8}
+    if hot:
+        print(
+            "In this run, the busiest stations: "
+            + ", ".join(
+                f"{g} {u:.0%}{' (overloaded: its queue grows without bound)' if u >= 1 else ''}"
+                for g, u in sorted(hot.items(), key=lambda x: -x[1])
+            )
+        )
+    errors = sum(
+        r["errors"] for r in rows if r["architecture"] == "legacy" and r["region"] == region
+    )
+    if errors:
+        print(f"Legacy requests that timed out (slower than the client timeout): {errors:,}")
 
 
 if __name__ == "__main__":

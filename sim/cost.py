@@ -50,6 +50,8 @@ def step_visits(world: World, architecture: str) -> dict[str, float]:
                     cache, branch = step.when.split(":")
                     hit = rates[cache].value
                     p = hit if branch == "hit" else 1 - hit
+                if step.share is not None:
+                    p *= work.step_share[step.share].value
                 amount = share * weight * p * step.count
                 keys = []
                 if step.component == "do":

@@ -69,6 +69,7 @@ class CompiledStep:
     hit_rate: float = 0.0
     when: int | None = None
     when_hit: bool = False
+    share: float = 1.0
 
 
 class _Request(simpy.Event):
@@ -238,6 +239,8 @@ class SystemModel:
             if step.when is not None:
                 name, branch = step.when.split(":")
                 c.when, c.when_hit = outcomes[name], branch == "hit"
+            if step.share is not None:
+                c.share = self.world.workload.step_share[step.share].value
             compiled.append(c)
         return compiled
 
@@ -385,6 +388,9 @@ class SystemModel:
         while i < n_steps:
             st = steps[i]
             if st.when is not None and request.hits[st.when] != st.when_hit:
+                i += 1
+                continue
+            if st.share < 1.0 and request.visits == 0 and self._u() >= st.share:
                 i += 1
                 continue
             if not st.queued:

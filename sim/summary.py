@@ -106,6 +106,15 @@ def cell_row(
     row["p99_ci_half_width_pct"] = 100 * (ci99[1] - ci99[0]) / 2 / p99 if ci99 and p99 else None
     row["seed_range_ms"] = [lo, hi]
     row["inside_seed_range"] = bool(n) and lo <= row["p50_ms"] <= hi
+    ci50 = row["p50_ci_ms"]
+    row["p50_ci_contains_bound"] = bool(ci50) and any(ci50[0] <= b <= ci50[1] for b in (lo, hi))
+    row["verdict"] = (
+        "edge"
+        if row["p50_ci_contains_bound"]
+        else "inside"
+        if row["inside_seed_range"]
+        else "outside"
+    )
     shares = step_shares(samples)
     row["steps_mean_ms"] = {s.step: round(s.mean_ms, 3) for s in shares}
     row["dominant_step"] = describe_step(shares[0], world) if shares else None
@@ -189,6 +198,12 @@ def findings(rows: list[dict[str, Any]], avgs: list[dict[str, Any]], world: Worl
         total = sum(row["steps_mean_ms"].values())
         where = row["locality"] if row["architecture"] == "hybrid" else "legacy"
         cause = f"dominated by {row['dominant_step']}"
+        if row["p50_ci_contains_bound"]:
+            ci = row["p50_ci_ms"]
+            cause += (
+                f"; its 95 % CI ({ci[0]:.1f}-{ci[1]:.1f} ms) contains the bound, so the "
+                "cell sits on the edge of the range"
+            )
         out.append(
             f"{row['operation']} {where} ({row['region']}): p50 {row['p50_ms']:.1f} ms is "
             f"{side} the seed's {lo:g}-{hi:g} ms. Mean ms per request by step: {parts} "

@@ -35,7 +35,7 @@ def latency_table(rows: list[dict[str, Any]], region: str) -> str:
             lo, hi = row["seed_range_ms"]
             ci = row["p50_ci_ms"]
             ci_text = f"{_ms(ci[0])}-{_ms(ci[1])}" if ci else "-"
-            mark = _mark(row["inside_seed_range"])
+            mark = {"inside": "inside", "outside": "OUTSIDE", "edge": "edge"}[row["verdict"]]
             errs = f"  errors {row['errors']}" if row["errors"] else ""
             lines.append(
                 f"{op if first else '':<19} {title:<13} {_ms(row['p50_ms']):>7} "

@@ -152,6 +152,18 @@ BAD_FILES = [
         ["cross_region_home.weights.ap-ne", "other regions only", "ap-ne"],
     ),
     (
+        "operations.toml",
+        'share = "dpop_proof" },\n  { component = "edge"',
+        'share = "quantum_proof" },\n  { component = "edge"',
+        ["hybrid.token_issue", "share 'quantum_proof' is not defined", "[step_share.quantum_proof]"],
+    ),
+    (
+        "workload.toml",
+        "[step_share.dpop_proof]\nvalue = 0.3",
+        "[step_share.dpop_proof]\nvalue = 1.3",
+        ["step_share.dpop_proof must be in [0, 1], got 1.3"],
+    ),
+    (
         "workload.toml",
         "weights.ap-ne = { us-west = 1, us-east = 1, eu-west = 1 }\n",
         "",
