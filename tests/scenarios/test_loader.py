@@ -155,7 +155,11 @@ BAD_FILES = [
         "operations.toml",
         'share = "dpop_proof" },\n  { component = "edge"',
         'share = "quantum_proof" },\n  { component = "edge"',
-        ["hybrid.token_issue", "share 'quantum_proof' is not defined", "[step_share.quantum_proof]"],
+        [
+            "hybrid.token_issue",
+            "share 'quantum_proof' is not defined",
+            "[step_share.quantum_proof]",
+        ],
     ),
     (
         "workload.toml",
