@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Component = Literal["edge", "redis", "crdb", "do", "kv", "d1"]
 Place = Literal["local", "home", "object", "primary"]
 CrdbKind = Literal["follower_read", "read", "write"]
-Architecture = Literal["hybrid", "legacy"]
 ARCHITECTURES: tuple[str, ...] = ("hybrid", "legacy")
 
 _COMPONENTS_OF: dict[str, frozenset[str]] = {

@@ -8,8 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scenarios.distributions import Dist, Figure, Source
 
-REGIONS: tuple[str, ...] = ("us-west", "us-east", "eu-west", "ap-ne")
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

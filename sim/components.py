@@ -54,7 +54,6 @@ class Network:
 
     def __init__(self, world: World, rng: np.random.Generator) -> None:
         self._world = world
-        self._rng = rng
         prof, topo = world.profile, world.topology
         self._intra = stream_of(topo.rtt.intra_region_ms, rng)
         self._jitter = stream_of(topo.rtt.jitter_ms, rng)

@@ -116,10 +116,8 @@ class _Request(simpy.Event):
 
 @dataclass(slots=True)
 class RequestType:
-    edge_region: str
-    home_region: str
-    operation: str
-    locality: str
+    """One (edge region, home region, operation) combination, compiled for speed."""
+
     cell: int
     steps: list[CompiledStep]
     outcomes: int
@@ -222,7 +220,7 @@ class SystemModel:
                     cell = self._cell_index[(op, cell_loc, edge)]
                     steps = self._compile_steps(catalog[op].steps, edge, home, locality)
                     outcomes = len({s.outcome for s in steps if s.outcome is not None})
-                    types.append(RequestType(edge, home, op, locality, cell, steps, outcomes))
+                    types.append(RequestType(cell, steps, outcomes))
         return types
 
     def _compile_steps(

@@ -30,10 +30,6 @@ class Interval:
     high: float
     method: str
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
 
 def batch_means_interval(
     batch_values: Sequence[float], confidence: float = 0.95
