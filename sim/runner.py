@@ -15,12 +15,11 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scenarios.loader import World, load_world
+from scenarios.loader import World
 from sim.model import RunConfig, SystemModel
 
 Cell = tuple[str, str, str]  # (operation, locality, edge region)
@@ -106,14 +105,10 @@ def _run_one(
     }
 
 
+# Set in the parent just before the pool forks, so every worker runs the very World the
+# caller passed (which may differ from the files on disk), without pickling it.
 _PROGRESS: Any = None
 _WORLD: World | None = None
-
-
-def _init_worker(progress: Any, profile: str, data_dir: str) -> None:
-    global _PROGRESS, _WORLD
-    _PROGRESS = progress
-    _WORLD = load_world(profile, data_dir=Path(data_dir))
 
 
 def _worker(job: tuple[int, RunConfig]) -> tuple[int, dict[str, Any]]:
@@ -148,24 +143,24 @@ def run_plan(
             outputs[i] = _run_one(world, cfg, report)
             done_before += outputs[i]["requests"]
     else:
-        outputs = _run_parallel(world, plan, configs, workers, on_progress)
-    return _pool(plan, configs, outputs)
+        outputs = _run_parallel(world, configs, workers, on_progress)
+    return _pool(configs, outputs)
 
 
 def _run_parallel(
     world: World,
-    plan: SimulationPlan,
     configs: list[RunConfig],
     workers: int,
     on_progress: Callable[[float, int], None] | None,
 ) -> dict[int, dict[str, Any]]:
+    global _PROGRESS, _WORLD
     ctx = mp.get_context("fork")
-    progress = ctx.Queue()
+    _PROGRESS, _WORLD = ctx.Queue(), world
+    progress = _PROGRESS
     fractions = [0.0] * len(configs)
     completed = [0] * len(configs)
-    data_dir = str(world.files["topology"].parent)
     outputs: dict[int, dict[str, Any]] = {}
-    with ctx.Pool(workers, _init_worker, (progress, plan.profile, data_dir)) as pool:
+    with ctx.Pool(workers) as pool:
         results = pool.imap_unordered(_worker, list(enumerate(configs)))
         while len(outputs) < len(configs):
             try:
@@ -199,7 +194,7 @@ def _drain(
 
 
 def _pool(
-    plan: SimulationPlan, configs: list[RunConfig], outputs: dict[int, dict[str, Any]]
+    configs: list[RunConfig], outputs: dict[int, dict[str, Any]]
 ) -> dict[str, ArchitectureResult]:
     results: dict[str, ArchitectureResult] = {}
     for i, cfg in enumerate(configs):
