@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.done()
     wall = time.monotonic() - started
     rows = latency_rows(results, world, targets, args.region)
-    avgs = averages(results["hybrid"], world, targets, args.region) if "hybrid" in results else []
+    avgs = averages(rows, targets)
     notes = findings(rows, avgs, world)
     summary = _summary(args, plan, ctx, results, rows, avgs, notes, wall, run_dir)
     write_latency_csv(run_dir / "latency.csv", rows)

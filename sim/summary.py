@@ -145,24 +145,25 @@ def latency_rows(
     return rows
 
 
-def averages(
-    result: ArchitectureResult, world: World, targets: SeedTargets, report_region: str
-) -> list[dict[str, Any]]:
-    """Mean latency per locality: over all requests (mix-weighted) and per operation."""
-    regions = world.topology.regions if report_region == "all" else (report_region,)
+def averages(rows: list[dict[str, Any]], targets: SeedTargets) -> list[dict[str, Any]]:
+    """Hybrid mean latency per locality and reported region, from the rows' own means:
+    over all requests (n-weighted, i.e. by the mix) and the plain mean of the operations."""
     out = []
+    regions = list(dict.fromkeys(r["region"] for r in rows if r["architecture"] == "hybrid"))
     for loc in LOCALITIES:
-        for region in [*regions, "all"] if report_region == "all" else regions:
-            picked = world.topology.regions if region == "all" else (region,)
-            per_op = {
-                op: merge_cells(result.cells[(op, loc, r)] for r in picked) for op in OPERATIONS
-            }
-            arrays = {op: np.concatenate(c.batches) for op, c in per_op.items()}
-            everything = np.concatenate(list(arrays.values()))
+        for region in regions:
+            cells = [
+                r
+                for r in rows
+                if r["architecture"] == "hybrid"
+                and r["locality"] == loc
+                and r["region"] == region
+                and r["n"]
+            ]
+            n = sum(r["n"] for r in cells)
+            mix_mean = sum(r["n"] * r["mean_ms"] for r in cells) / n if n else None
+            op_mean = float(np.mean([r["mean_ms"] for r in cells])) if cells else None
             lo, hi = targets.mean_latency_ms[loc]
-            mix_mean = float(everything.mean()) if len(everything) else None
-            op_means = [float(a.mean()) for a in arrays.values() if len(a)]
-            op_mean = float(np.mean(op_means)) if op_means else None
             out.append(
                 {
                     "architecture": "hybrid",

@@ -38,7 +38,7 @@ def _table(
     results = run_plan(world, plan)
     targets = load_seed_targets()
     rows = latency_rows(results, world, targets, region)
-    avgs = averages(results["hybrid"], world, targets, region)
+    avgs = averages(rows, targets)
     return rows, avgs, findings(rows, avgs, world)
 
 
