@@ -5,18 +5,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 REGION ?= all
-MAU ?= 200M
-LOAD ?= average
-PROFILE ?= seed
-DURATION ?= 60
+MAU ?=
+LOAD ?=
+PROFILE ?=
+DURATION ?=
 SEED ?= 1
 QPS ?=
 ARCH ?=
-SIM_ARGS = --region $(REGION) --mau $(MAU) --load $(LOAD) --profile $(PROFILE) \
-           --duration $(DURATION) --seed $(SEED) $(if $(QPS),--qps $(QPS)) $(if $(ARCH),--arch $(ARCH))
+SCENARIO ?=
+REPLICATIONS ?=
+# Unset flags take the simulator's defaults, or the scenario file's with SCENARIO=.
+SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LOAD),--load $(LOAD)) \
+           $(if $(PROFILE),--profile $(PROFILE)) $(if $(DURATION),--duration $(DURATION)) \
+           $(if $(QPS),--qps $(QPS)) $(if $(ARCH),--arch $(ARCH)) \
+           $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate cost test lint bench-sim clean
+.PHONY: help venv simulate scenarios cost test lint bench-sim clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,8 +34,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create or update .venv (every other target does this itself)
 
-simulate: $(STAMP) ## run the four-region model: REGION= MAU= LOAD= QPS= PROFILE= DURATION= SEED= ARCH=
+simulate: $(STAMP) ## run the four-region model: REGION= MAU= LOAD= QPS= PROFILE= DURATION= SEED= ARCH= SCENARIO=
 	$(PY) -m sim $(SIM_ARGS)
+
+scenarios: $(STAMP) ## list the failure drills (run one with make simulate SCENARIO=<name>)
+	$(PY) -m sim --list-scenarios
 
 test: lint ## lint, then the test suite (what CI runs)
 	$(PY) -m pytest
@@ -42,7 +50,7 @@ lint: $(STAMP) ## ruff lint + format check, mypy on scenarios and sim
 
 PRICING ?= seed
 cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING=seed|list
-	$(PY) -m sim.cost_cli --mau $(MAU) --arch $(or $(ARCH),hybrid) --pricing $(PRICING)
+	$(PY) -m sim.cost_cli --mau $(or $(MAU),200M) --arch $(or $(ARCH),hybrid) --pricing $(PRICING)
 
 bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times LOAD=peak)
 	$(PY) -m sim.bench $(if $(PEAK),--peak)

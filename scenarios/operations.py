@@ -44,9 +44,21 @@ class Step(BaseModel):
     outcome: str | None = None
     when: str | None = Field(default=None, pattern=r"^[a-z_]+:(hit|miss)$")
     share: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    # What the caller does when the component cannot be reached: `fail` the request,
+    # `skip` the step (a cache fill, a fail-open rate limiter), or treat a cache lookup as
+    # a `miss`. Default: miss for a lookup with an outcome, fail otherwise.
+    on_unavailable: Literal["fail", "skip", "miss"] | None = None
+    fills: str | None = Field(default=None, pattern=r"^[a-z_]+$")
+    redis_only_keeps_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _coherent(self) -> Step:
+        if self.on_unavailable == "miss" and self.outcome is None:
+            raise ValueError("on_unavailable = 'miss' is only for a cache lookup with an outcome")
+        if (self.fills is not None or self.redis_only_keeps_s is not None) and (
+            self.component != "redis"
+        ):
+            raise ValueError("fills and redis_only_keeps_s are for redis steps only")
         if self.component == "crdb":
             if self.kind is None:
                 raise ValueError("a crdb step needs kind = follower_read, read or write")
@@ -69,6 +81,12 @@ class Step(BaseModel):
         if self.outcome is not None and self.component not in ("redis", "kv"):
             raise ValueError("only cache lookups (redis, kv) can have an outcome")
         return self
+
+    @property
+    def unavailable_rule(self) -> str:
+        if self.on_unavailable is not None:
+            return self.on_unavailable
+        return "miss" if self.outcome is not None else "fail"
 
     @property
     def label(self) -> str:

@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scenarios import ScenarioError, load_seed_targets, load_world
 from scenarios.loader import available_profiles
@@ -20,6 +21,8 @@ from sim.runner import SimulationPlan, run_plan
 from sim.summary import averages, findings, latency_rows
 from sim.table import averages_table, latency_table, region_p50_matrix
 
+T = TypeVar("T")
+
 
 class UsageError(Exception):
     """A flag has a value the simulator cannot use."""
@@ -31,14 +34,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Simulate the four-region system and compare with the seed's latency table.",
     )
     p.add_argument("--region", default="all", help="whose traffic to report: a region or all")
-    p.add_argument("--mau", default="200M", help="MAU preset: 10M, 100M or 200M")
-    p.add_argument("--load", default="average", help="average or peak (the preset's QPS)")
+    p.add_argument("--mau", default=None, help="MAU preset: 10M, 100M or 200M (default 200M)")
+    p.add_argument("--load", default=None, help="average (default) or peak: the preset's QPS")
     p.add_argument("--qps", default=None, help="offered requests/s; overrides MAU and LOAD")
-    p.add_argument("--profile", default="seed", help="latency profile: seed or cited")
-    p.add_argument("--duration", default="60", help="simulated seconds measured, in total")
+    p.add_argument("--profile", default=None, help="latency profile: seed (default) or cited")
+    p.add_argument("--duration", default=None, help="simulated seconds measured (default 60)")
+    p.add_argument("--scenario", default=None, help="a failure drill from scenarios/failures/")
+    p.add_argument("--list-scenarios", action="store_true", help="list the failure drills")
     p.add_argument("--seed", default="1", help="random seed (an integer >= 0)")
-    p.add_argument("--arch", default="both", help="hybrid, legacy or both")
-    p.add_argument("--replications", default="2", help="independent replications (>= 1)")
+    p.add_argument("--arch", default=None, help="hybrid, legacy or both (default both)")
+    p.add_argument(
+        "--replications",
+        default=None,
+        help="independent replications (>= 1; default 2, 1 for a scenario)",
+    )
     p.add_argument("--warmup", default="0.5", help="simulated seconds discarded per replication")
     p.add_argument("--workers", default="0", help="processes (0: one per core)")
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
@@ -59,6 +68,12 @@ def _number(name: str, text: str, kind: type, minimum: float, strict: bool = Fal
 
 def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]]:
     """Check every flag against the scenario and turn them into a plan, or raise."""
+    args.mau = args.mau or "200M"
+    args.load = args.load or "average"
+    args.profile = args.profile or "seed"
+    args.duration = args.duration or "60"
+    args.arch = args.arch or "both"
+    args.replications = args.replications or "2"
     profiles = available_profiles()
     if args.profile not in profiles:
         raise UsageError(f"unknown PROFILE={args.profile!r}: choose one of {', '.join(profiles)}")
@@ -128,6 +143,22 @@ class Progress:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.list_scenarios:
+        from sim.scenario_cli import list_scenarios
+
+        return list_scenarios()
+    if args.scenario:
+        from sim import scenario_cli
+
+        try:
+            _number("SEED", args.seed, int, 0)
+            _number("REPLICATIONS", args.replications or "1", int, 1)
+            _number("WORKERS", args.workers, int, 0)
+        except UsageError as exc:
+            print(f"authscale simulate: error: {exc}", file=sys.stderr)
+            return 2
+        args.replications = args.replications or "1"
+        return scenario_cli.main(args, Progress(not args.quiet))
     try:
         plan, ctx = build_plan(args)
     except (UsageError, ScenarioError, SimulationError) as exc:
@@ -143,19 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     progress = Progress(not args.quiet)
-    started = time.monotonic()
-    try:
-        results = run_plan(world, plan, progress)
-    except BaseException as exc:
-        progress.done()
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        write_json(run_dir / "summary.json", {"status": status, "error": repr(exc)})
-        print(
-            f"authscale simulate: {status}: {exc!r}; partial record in {run_dir}", file=sys.stderr
-        )
-        return 130 if status == "interrupted" else 1
-    progress.done()
-    wall = time.monotonic() - started
+    outcome = run_recorded(lambda: run_plan(world, plan, progress), run_dir, progress)
+    if isinstance(outcome, int):
+        return outcome
+    results, wall = outcome
     rows = latency_rows(results, world, targets, args.region)
     avgs = averages(rows, targets)
     notes = findings(rows, avgs, world)
@@ -165,6 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     point_latest(run_dir)
     _print_report(args, world, rows, avgs, notes, summary, run_dir)
     return 0
+
+
+def run_recorded(work: Callable[[], T], run_dir: Path, progress: Progress) -> tuple[T, float] | int:
+    """Run `work`: its result and wall seconds, or the exit code after a failure or Ctrl-C,
+    with summary.json saying how the run ended."""
+    started = time.monotonic()
+    try:
+        result = work()
+    except BaseException as exc:
+        progress.done()
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        write_json(run_dir / "summary.json", {"status": status, "error": repr(exc)})
+        print(
+            f"authscale simulate: {status}: {exc!r}; partial record in {run_dir}", file=sys.stderr
+        )
+        return 130 if status == "interrupted" else 1
+    progress.done()
+    return result, time.monotonic() - started
 
 
 def _header(args: argparse.Namespace, plan: SimulationPlan, ctx: dict[str, Any]) -> str:

@@ -54,6 +54,8 @@ class RunConfig:
     reduction: int
     seed: int
     replication: int
+    # Piecewise-constant offered load as (start_ms, end_ms, qps); empty: `qps` throughout.
+    rate_schedule: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,6 +72,13 @@ class CompiledStep:
     when: int | None = None
     when_hit: bool = False
     share: float = 1.0
+    # Failure scenarios only: `guard` decides each visit's route from component state.
+    guard: Callable[[_Request, CompiledStep, float], Any] | None = None
+    step: Step | None = None
+    src: str = ""
+    gateway: str = ""
+    region: str = ""
+    warmth: Any = None
 
 
 class _Request(simpy.Event):
@@ -81,8 +90,11 @@ class _Request(simpy.Event):
     """
 
     __slots__ = (
+        "extra",
         "hits",
         "pending",
+        "post",
+        "route",
         "rtype",
         "spent",
         "station",
@@ -112,6 +124,9 @@ class _Request(simpy.Event):
         self.visits = 0
         self.step_start = 0.0
         self.station: FcfsStation | None = None
+        self.route: list[tuple[FcfsStation, Stream, float]] | None = None
+        self.extra = 0.0
+        self.post: Stream | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +136,10 @@ class RequestType:
     cell: int
     steps: list[CompiledStep]
     outcomes: int
+    edge: str = ""
+    home: str = ""
+    operation: str = ""
+    backend: str = ""
 
 
 def node_counts(world: World, architecture: str) -> dict[str, int]:
@@ -144,7 +163,7 @@ def max_reduction(world: World, architecture: str) -> int:
 class SystemModel:
     """Builds the components for one architecture and runs one replication."""
 
-    def __init__(self, world: World, config: RunConfig) -> None:
+    def __init__(self, world: World, config: RunConfig, faults: Any = None) -> None:
         full = max_reduction(world, config.architecture)
         if config.reduction < 1 or full % config.reduction:
             raise SimulationError(
@@ -158,6 +177,9 @@ class SystemModel:
         self.rng = np.random.default_rng([config.seed, config.replication])
         self.network = Network(world, self.rng)
         self._u = uniform01(self.rng)
+        self.faults = faults
+        if faults is not None:
+            faults.bind(self)
         self._build_components()
         self.cells = [
             (op, loc, region)
@@ -166,10 +188,12 @@ class SystemModel:
             for region in world.topology.regions
         ]
         self._cell_index = {c: i for i, c in enumerate(self.cells)}
+        self._types_by_key: dict[tuple[str, str, str, str], RequestType] = {}
         self.types = self._compile_types()
         b = config.batches
         self.latencies = [array("d") for _ in range(len(self.cells) * b)]
-        self.timeouts = [0] * len(self.cells)
+        self.errors = [0] * len(self.cells)
+        self.error_kinds: list[dict[str, int]] = [{} for _ in self.cells]
         self.step_ms: dict[tuple[int, str], float] = {}
         self.traced = [0] * len(self.cells)
         self.arrived = 0
@@ -177,6 +201,10 @@ class SystemModel:
         self._timeout_ms = world.workload.client_timeout_ms.value
         # Shared by every request: SimPy only reads an event's callbacks list.
         self._on_arrival: list[Callable[[Any], None]] = [self._resume]
+        self.timeline: Any = None
+        if faults is not None:
+            self._on_arrival = [self._resume_faulty]
+            faults.attach(self)
 
     # -- construction --------------------------------------------------------------
     def _localities(self) -> tuple[str, ...]:
@@ -197,6 +225,7 @@ class SystemModel:
             for n, ns in topo.durable_objects.namespaces.items()
         }
         self.d1 = D1Database(self.world, rng)
+        self.extra_stations: list[FcfsStation] = []  # added by failure scenarios
         self.edge = {a: stream_of(dist, rng) for a, dist in self.world.profile.edge.items()}
 
     def stations(self) -> list[FcfsStation]:
@@ -206,31 +235,46 @@ class SystemModel:
         for ns in self.durable_objects.values():
             out.extend(ns.stations)
         out.append(self.d1.station)
+        out.extend(self.extra_stations)
         return out
 
     def _compile_types(self) -> list[RequestType]:
-        world, arch = self.world, self.config.architecture
-        catalog = world.operations.of(arch)
-        types = []
-        for edge in world.topology.regions:
-            for home in world.topology.regions:
-                locality = "same_region" if home == edge else "cross_region"
-                for op in OPERATIONS:
-                    cell_loc = locality if arch == "hybrid" else "all"
-                    cell = self._cell_index[(op, cell_loc, edge)]
-                    steps = self._compile_steps(catalog[op].steps, edge, home, locality)
-                    outcomes = len({s.outcome for s in steps if s.outcome is not None})
-                    types.append(RequestType(cell, steps, outcomes))
-        return types
+        world = self.world
+        return [
+            self.type_for(edge, edge, home, op)
+            for edge in world.topology.regions
+            for home in world.topology.regions
+            for op in OPERATIONS
+        ]
+
+    def type_for(self, edge: str, backend: str, home: str, op: str) -> RequestType:
+        """The compiled type of `op` taken by `edge`'s workers and served by `backend`'s
+        Redis and database replicas (the edge's own region unless geo routing moved it)."""
+        key = (edge, backend, home, op)
+        found = self._types_by_key.get(key)
+        if found is not None:
+            return found
+        arch = self.config.architecture
+        catalog = self.world.operations.of(arch)
+        locality = "same_region" if home == edge == backend else "cross_region"
+        cell_loc = locality if arch == "hybrid" else "all"
+        cell = self._cell_index[(op, cell_loc, edge)]
+        steps = self._compile_steps(catalog[op].steps, edge, home, locality, backend)
+        outcomes = len({s.outcome for s in steps if s.outcome is not None})
+        rtype = RequestType(cell, steps, outcomes, edge, home, op, backend)
+        self._types_by_key[key] = rtype
+        return rtype
 
     def _compile_steps(
-        self, steps: tuple[Step, ...], edge: str, home: str, locality: str
+        self, steps: tuple[Step, ...], edge: str, home: str, locality: str, backend: str
     ) -> list[CompiledStep]:
         outcomes: dict[str, int] = {}
         hit_rates = self.world.workload.cache_hit_rate[locality]
         compiled = []
         for step in steps:
-            c = self._compile_step(step, edge, home)
+            c = self._compile_step(step, edge, home, backend)
+            if self.faults is not None:
+                self.faults.prepare(c, step, edge, home, backend)
             if step.outcome is not None:
                 c.outcome = outcomes.setdefault(step.outcome, len(outcomes))
                 c.hit_rate = hit_rates[step.outcome].value
@@ -242,7 +286,7 @@ class SystemModel:
             compiled.append(c)
         return compiled
 
-    def _compile_step(self, step: Step, edge: str, home: str) -> CompiledStep:
+    def _compile_step(self, step: Step, edge: str, home: str, backend: str) -> CompiledStep:
         net = self.network
         comp = step.component
         if comp == "edge":
@@ -259,7 +303,7 @@ class SystemModel:
                 delay=net.access("kv", edge, edge),
                 count=step.count,
             )
-        target = {"local": edge, "home": home, "primary": self.d1.region}.get(step.at, edge)
+        target = {"local": backend, "home": home, "primary": self.d1.region}.get(step.at, edge)
         where = f"{step.label}|{edge}→{target}"
         if comp == "redis":
             cluster = self.redis[target]
@@ -333,24 +377,38 @@ class SystemModel:
         Station state still changes only inside events, in time order.
         """
         env, cfg = self.env, self.config
-        mean_gap = 1000.0 * cfg.reduction / cfg.qps
-        end = cfg.warmup_ms + cfg.duration_ms
         draw_types = self._type_sampler()
         types = self.types
-        t = 0.0
-        while t < end:
-            times = (t + np.cumsum(self.rng.exponential(mean_gap, ARRIVAL_BLOCK))).tolist()
-            kinds = draw_types(ARRIVAL_BLOCK).tolist()
-            for t0, kind in zip(times, kinds, strict=True):
-                if t0 >= end:
-                    break
-                self.arrived += 1
-                rtype = types[kind]
-                trace = self.arrived % TRACE_EVERY == 0 or self.traced[rtype.cell] < TRACE_MIN
-                request = _Request(env, t0, rtype, [False] * rtype.outcomes, [] if trace else None)
-                self._advance(request, t0)
-            t = times[-1]
-            yield env.timeout(min(t, end) - env.now)
+        reroute = self.faults.reroute if self.faults is not None else None
+        for start, end, qps in self.rate_segments():
+            # A Poisson process restarted at each change of rate is still Poisson there.
+            mean_gap = 1000.0 * cfg.reduction / qps
+            t = start
+            while t < end:
+                times = (t + np.cumsum(self.rng.exponential(mean_gap, ARRIVAL_BLOCK))).tolist()
+                kinds = draw_types(ARRIVAL_BLOCK).tolist()
+                for t0, kind in zip(times, kinds, strict=True):
+                    if t0 >= end:
+                        break
+                    self.arrived += 1
+                    rtype = types[kind]
+                    if reroute is not None:
+                        rtype = reroute(rtype, t0)
+                    trace = self.arrived % TRACE_EVERY == 0 or self.traced[rtype.cell] < TRACE_MIN
+                    request = _Request(
+                        env, t0, rtype, [False] * rtype.outcomes, [] if trace else None
+                    )
+                    self._advance(request, t0)
+                t = times[-1]
+                yield env.timeout(max(min(t, end) - env.now, 0.0))
+
+    def rate_segments(self) -> list[tuple[float, float, float]]:
+        """(start_ms, end_ms, qps) pieces covering warm-up and the measured time."""
+        cfg = self.config
+        end = cfg.warmup_ms + cfg.duration_ms
+        if not cfg.rate_schedule:
+            return [(0.0, end, cfg.qps)]
+        return [(a, min(b, end), q) for a, b, q in cfg.rate_schedule if a < end]
 
     def _resume(self, event: simpy.Event) -> None:
         """Callback of a request's event: it has reached the station of its next step."""
@@ -364,7 +422,7 @@ class SystemModel:
         request.visits -= 1
         if request.visits == 0:
             if st.outcome is not None:
-                request.hits[st.outcome] = self._u() < st.hit_rate
+                request.hits[st.outcome] = st.hit_rate >= 1.0 or self._u() < st.hit_rate
             if request.spent is not None:
                 request.spent.append((st.label, now + pending - request.step_start))
             request.step += 1
@@ -401,13 +459,33 @@ class SystemModel:
                     spent.append((st.label, d))
                 i += 1
                 continue
-            if request.visits == 0:
-                request.visits = st.count
-                request.step_start = now + pending
-            targets = st.targets
-            station, network = (
-                targets[0] if len(targets) == 1 else targets[int(self._u() * len(targets))]
-            )
+            if st.guard is not None:
+                if request.visits == 0:
+                    verdict = st.guard(request, st, now + pending)
+                    if verdict is not None:
+                        # (extra ms, None): skip the step; (extra ms, "miss"): a cache
+                        # lookup that failed over to the database; (extra ms, kind): fail.
+                        extra, what = verdict
+                        pending += extra
+                        if what is None or what == "miss":
+                            if what == "miss":
+                                request.hits[st.outcome] = False  # type: ignore[index]
+                            i += 1
+                            continue
+                        self._fail(request, what)
+                        return
+                    request.visits = len(request.route)  # type: ignore[arg-type]
+                    request.step_start = now + pending
+                station, network, wait = request.route.pop()  # type: ignore[union-attr]
+                pending += wait
+            else:
+                if request.visits == 0:
+                    request.visits = st.count
+                    request.step_start = now + pending
+                targets = st.targets
+                station, network = (
+                    targets[0] if len(targets) == 1 else targets[int(self._u() * len(targets))]
+                )
             request.station = station
             request.step = i
             env = self.env
@@ -421,10 +499,12 @@ class SystemModel:
     ) -> None:
         cfg = self.config
         self.completed += 1
-        if t0 < cfg.warmup_ms:
-            return
         if latency > self._timeout_ms:
-            self.timeouts[cell] += 1
+            self._count_error(t0, cell, "timeout")
+            return
+        if self.timeline is not None:
+            self.timeline.ok(t0, cell, latency)
+        if t0 < cfg.warmup_ms:
             return
         batch = int((t0 - cfg.warmup_ms) * cfg.batches / cfg.duration_ms)
         self.latencies[cell * cfg.batches + min(batch, cfg.batches - 1)].append(latency)
@@ -433,6 +513,51 @@ class SystemModel:
             for label, ms in spent:
                 key = (cell, label)
                 self.step_ms[key] = self.step_ms.get(key, 0.0) + ms
+
+    def _fail(self, request: _Request, kind: str) -> None:
+        """The request ends with an error; `kind` names the cause, however long it took."""
+        self.completed += 1
+        self._count_error(request.t0, request.rtype.cell, kind)
+
+    def _count_error(self, t0: float, cell: int, kind: str) -> None:
+        if self.timeline is not None:
+            self.timeline.error(t0, cell, kind)
+        if t0 < self.config.warmup_ms:
+            return
+        self.errors[cell] += 1
+        kinds = self.error_kinds[cell]
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def _resume_faulty(self, event: simpy.Event) -> None:
+        """`_resume` for failure scenarios: a route may add service (a cold object) or
+        replace the quorum wait (a moved leaseholder); component state sees each visit."""
+        request: _Request = event  # type: ignore[assignment]
+        now = self.env.now
+        st = request.rtype.steps[request.step]
+        station = request.station
+        assert station is not None
+        service = st.service() + request.extra  # type: ignore[misc]
+        request.extra = 0.0
+        pending = station.finish(now, service) - now
+        post = request.post if request.post is not None else st.post
+        if post is not None:
+            pending += post()
+        request.pending = pending
+        request.visits -= 1
+        self.faults.visited(st, station, now)
+        if request.visits == 0:
+            request.post = None
+            if st.outcome is not None:
+                rate = st.hit_rate if st.warmth is None else st.hit_rate * st.warmth.value()
+                hit = rate >= 1.0 or self._u() < rate
+                request.hits[st.outcome] = hit
+                if st.warmth is not None:
+                    st.warmth.touches += 1
+                    self.timeline.lookup(now, st.region, hit)
+            if request.spent is not None:
+                request.spent.append((st.label, now + pending - request.step_start))
+            request.step += 1
+        self._advance(request, now)
 
     def run(self, on_progress: Callable[[float, int], None] | None = None) -> None:
         """Run to the end of the arrivals, then drain the requests still in flight."""

@@ -52,7 +52,8 @@ class SimulationPlan:
 @dataclass
 class CellSamples:
     batches: list[np.ndarray] = field(default_factory=list)
-    timeouts: int = 0
+    errors: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
     traced: int = 0
     step_ms: dict[str, float] = field(default_factory=dict)
 
@@ -73,10 +74,13 @@ class ArchitectureResult:
 
 
 def _run_one(
-    world: World, config: RunConfig, report: Callable[[float, int], None] | None
+    world: World,
+    config: RunConfig,
+    report: Callable[[float, int], None] | None,
+    faults: Any = None,
 ) -> dict[str, Any]:
     started = time.process_time()
-    model = SystemModel(world, config)
+    model = SystemModel(world, config, faults)
     model.run(report)
     b = config.batches
     cells = {}
@@ -86,7 +90,8 @@ def _run_one(
             "batches": [
                 np.frombuffer(model.latencies[i * b + k], dtype=float).copy() for k in range(b)
             ],
-            "timeouts": model.timeouts[i],
+            "errors": model.errors[i],
+            "errors_by_kind": model.error_kinds[i],
             "traced": model.traced[i],
             "step_ms": steps,
         }
@@ -101,24 +106,28 @@ def _run_one(
         "cells": cells,
         "utilisation": util,
         "requests": model.completed,
+        "arrived": model.arrived,
         "cpu_s": time.process_time() - started,
     }
 
 
-# Set in the parent just before the pool forks, so every worker runs the very World the
-# caller passed (which may differ from the files on disk), without pickling it.
+Report = Callable[[float, int], None]
+Job = Callable[[Any, Report], dict[str, Any]]
+
+# Set in the parent just before the pool forks, so every worker runs the very job (and
+# the World it closes over, which may differ from the files on disk) without pickling it.
 _PROGRESS: Any = None
-_WORLD: World | None = None
+_JOB: Job | None = None
 
 
-def _worker(job: tuple[int, RunConfig]) -> tuple[int, dict[str, Any]]:
-    index, config = job
-    assert _WORLD is not None
+def _worker(job: tuple[int, Any]) -> tuple[int, dict[str, Any]]:
+    index, payload = job
+    assert _JOB is not None
 
     def report(fraction: float, completed: int) -> None:
         _PROGRESS.put((index, fraction, completed))
 
-    return index, _run_one(_WORLD, config, report)
+    return index, _JOB(payload, report)
 
 
 def run_plan(
@@ -128,35 +137,50 @@ def run_plan(
 ) -> dict[str, ArchitectureResult]:
     """Run every replication of every architecture in the plan and pool the samples."""
     configs = plan.configs()
-    workers = plan.workers or min(len(configs), os.cpu_count() or 1)
+
+    def job(config: RunConfig, report: Report) -> dict[str, Any]:
+        return _run_one(world, config, report)
+
+    return _pool(configs, run_jobs(configs, job, plan.workers, on_progress))
+
+
+def run_jobs(
+    payloads: list[Any],
+    job: Job,
+    workers: int = 0,
+    on_progress: Callable[[float, int], None] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Run `job(payload, report)` for every payload, in processes when there are cores.
+
+    Each output must carry `requests` (completed so far) for the progress line.
+    """
+    workers = workers or min(len(payloads), os.cpu_count() or 1)
+    if workers > 1:
+        return _run_parallel(payloads, job, workers, on_progress)
     outputs: dict[int, dict[str, Any]] = {}
-    if workers <= 1:
-        done_before = 0
-        for i, cfg in enumerate(configs):
+    done_before = 0
+    for i, payload in enumerate(payloads):
 
-            def report(
-                fraction: float, completed: int, i: int = i, base: int = done_before
-            ) -> None:
-                if on_progress is not None:
-                    on_progress((i + fraction) / len(configs), base + completed)
+        def report(fraction: float, completed: int, i: int = i, base: int = done_before) -> None:
+            if on_progress is not None:
+                on_progress((i + fraction) / len(payloads), base + completed)
 
-            outputs[i] = _run_one(world, cfg, report)
-            done_before += outputs[i]["requests"]
-    else:
-        outputs = _run_parallel(world, configs, workers, on_progress)
-    return _pool(configs, outputs)
+        outputs[i] = job(payload, report)
+        done_before += outputs[i]["requests"]
+    return outputs
 
 
 def _run_parallel(
-    world: World,
-    configs: list[RunConfig],
+    payloads: list[Any],
+    job: Job,
     workers: int,
     on_progress: Callable[[float, int], None] | None,
 ) -> dict[int, dict[str, Any]]:
-    global _PROGRESS, _WORLD
+    global _PROGRESS, _JOB
     ctx = mp.get_context("fork")
-    _PROGRESS, _WORLD = ctx.Queue(), world
+    _PROGRESS, _JOB = ctx.Queue(), job
     progress = _PROGRESS
+    configs = payloads
     fractions = [0.0] * len(configs)
     completed = [0] * len(configs)
     outputs: dict[int, dict[str, Any]] = {}
@@ -211,7 +235,9 @@ def _pool(
         for cell, data in out["cells"].items():
             samples = res.cells.setdefault(cell, CellSamples())
             samples.batches.extend(data["batches"])
-            samples.timeouts += data["timeouts"]
+            samples.errors += data["errors"]
+            for kind, n in data["errors_by_kind"].items():
+                samples.errors_by_kind[kind] = samples.errors_by_kind.get(kind, 0) + n
             samples.traced += data["traced"]
             for label, ms in data["step_ms"].items():
                 samples.step_ms[label] = samples.step_ms.get(label, 0.0) + ms

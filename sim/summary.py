@@ -39,7 +39,9 @@ def merge_cells(cells: Iterable[CellSamples]) -> CellSamples:
         parts = [c.batches[k] for c in cells if k < len(c.batches)]
         merged.batches.append(np.concatenate(parts) if parts else np.empty(0))
     for c in cells:
-        merged.timeouts += c.timeouts
+        merged.errors += c.errors
+        for kind, n in c.errors_by_kind.items():
+            merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + n
         merged.traced += c.traced
         for label, ms in c.step_ms.items():
             merged.step_ms[label] = merged.step_ms.get(label, 0.0) + ms
@@ -92,8 +94,8 @@ def cell_row(
         "locality": locality,
         "region": region,
         "n": n,
-        "errors": samples.timeouts,
-        "errors_by_kind": {"timeout": samples.timeouts},
+        "errors": samples.errors,
+        "errors_by_kind": dict(sorted(samples.errors_by_kind.items())),
         "mean_ms": float(pooled.mean()) if n else None,
     }
     for p in PERCENTILES:

@@ -108,8 +108,8 @@ BAD_FILES = [
     ),
     (
         "operations.toml",
-        'kind = "write", at = "home" },\n  { component = "redis", action = "set_session" }',
-        'kind = "write", at = "local" },\n  { component = "redis", action = "set_session" }',
+        'action = "write_session", kind = "write", at = "home" }',
+        'action = "write_session", kind = "write", at = "local" }',
         ["operations.toml", "leaseholder", "at='local'"],
     ),
     (
@@ -153,8 +153,8 @@ BAD_FILES = [
     ),
     (
         "operations.toml",
-        'share = "dpop_proof" },\n  { component = "edge"',
-        'share = "quantum_proof" },\n  { component = "edge"',
+        'share = "dpop_proof", redis_only_keeps_s = 60 },\n  { component = "edge"',
+        'share = "quantum_proof", redis_only_keeps_s = 60 },\n  { component = "edge"',
         [
             "hybrid.token_issue",
             "share 'quantum_proof' is not defined",
