@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios cost test lint bench-sim clean
+.PHONY: help venv simulate scenarios server stop cost test lint bench-sim clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,10 +43,17 @@ scenarios: $(STAMP) ## list the failure drills (run one with make simulate SCENA
 test: lint ## lint, then the test suite (what CI runs)
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff lint + format check, mypy on scenarios and sim
+lint: $(STAMP) ## ruff lint + format check, mypy on scenarios, sim and server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+PORT ?= 8000
+server: $(STAMP) ## the OIDC provider on 127.0.0.1:$(PORT); its own Redis/PostgreSQL unless REDIS_URL/DATABASE_URL
+	PORT=$(PORT) $(PY) -m server
+
+stop: $(STAMP) ## stop what make server started
+	$(PY) -m server.stop
 
 PRICING ?= seed
 cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING=seed|list

@@ -178,7 +178,10 @@ def summarise(
     scale = variant["reduction"] / plan.replications  # simulated counts -> one full-size run
     events = plan.scenario.events
     first = max(int(min(e.at_s for e in events)), 2)
-    imp = impairment(tl, first)
+    # The baseline is the seconds before the first failure, less the first second (queues
+    # fill from empty) and the last one (its requests can still meet the failure).
+    base_end = max(first - 1, 2)
+    imp = impairment(tl, base_end)
     tot = totals(tl)
     worst, w_start, w_end = worst_minute_p99(tl)
     ps = per_second(tl)
@@ -202,7 +205,7 @@ def summarise(
                 "notes": recs[0]["notes"],
             }
         )
-    baseline = slice(1, first)
+    baseline = slice(1, base_end)
     write_ops = [OPERATIONS.index(o) for o in WRITE_OPERATIONS]
     write_hist = tl.hist[baseline][:, :, write_ops].sum(axis=(0, 1, 2))
     hit = ps["hit_rate"]
@@ -237,7 +240,7 @@ def summarise(
         "by_region": _by_region(tl),
         "events": event_rows,
         "extra_load": extra_load(
-            tl, first, scale, pricings, plan.scenario.architecture, scheduled_extra(plan)
+            tl, base_end, scale, pricings, plan.scenario.architecture, scheduled_extra(plan)
         ),
     }
 
@@ -286,7 +289,7 @@ def _back_to(hit: np.ndarray, base: float | None, first: int) -> int | None:
 
 def extra_load(
     tl: Timeline,
-    first: int,
+    base_end: int,
     scale: float,
     pricings: dict[str, Pricing],
     architecture: str,
@@ -294,12 +297,12 @@ def extra_load(
 ) -> dict[str, Any]:
     """Component visits the failure added, and what they cost at each pricing.
 
-    Per request, the seconds before the first failure set the normal number of visits to
+    Per request, the seconds before `base_end` set the normal number of visits to
     each component. Extra visits are those beyond that norm for the requests actually
     offered (so Poisson noise in the offered load cancels), plus the norm for the extra
     requests a traffic event offered by schedule.
     """
-    baseline = slice(1, first)
+    baseline = slice(1, base_end)
     offered = tl.offered.sum(axis=(1, 2)).astype(float)
     normal_requests = float(offered.sum()) - extra_requests / scale
     base_offered = max(float(offered[baseline].sum()), 1.0)

@@ -55,8 +55,11 @@ def test_seed_profile_constant_latencies(seed_world: World) -> None:
     assert got == {round(miss_same, 6)}
     token_cross = edge + 2 * (redis + svc) + crdb_cross + write_cpu
     got = set(np.round(_values(model, "token_issue", "cross_region", "eu-west"), 6))
-    assert got == {round(token_cross, 6)}
-    profile_same = edge + crdb_same + read_cpu + crdb_same + write_cpu + redis + svc
+    # A request carrying a DPoP proof (a share of them) pays one more Redis call.
+    assert round(token_cross, 6) in got
+    assert got <= {round(token_cross, 6), round(token_cross + redis + svc, 6)}
+    # The revocation check answers in Redis, then the read-modify-write and the invalidation.
+    profile_same = edge + (redis + svc) + crdb_same + read_cpu + crdb_same + write_cpu + redis + svc
     got = set(np.round(_values(model, "profile_update", "same_region", "us-east"), 6))
     assert got == {round(profile_same, 6)}
 

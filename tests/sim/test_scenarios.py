@@ -153,7 +153,8 @@ def test_crdb_node_loss_stalls_until_lease_expiry_then_recovers() -> None:
         assert abs(ev["measured_recovery_s"] - 9) <= 1
         tl = variant["timeline"]
         slowest = [np.nonzero(h)[0].max() for h in tl.hist.sum(axis=(1, 2))]
-        assert max(slowest[10:18]) > max(slowest[1:10]) + 100  # stalls of seconds
+        # Stalls of seconds (second 9 excluded: its requests can meet the failure).
+        assert max(slowest[10:18]) > max(slowest[1:9]) + 100
     zone, region = summaries
     # REGION survival pays a cross-region quorum on every write.
     assert region["baseline_write_p50_ms"] > zone["baseline_write_p50_ms"] + 50

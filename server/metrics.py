@@ -1,0 +1,46 @@
+"""Prometheus text exposition: request counts and latency histograms per operation."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+# Seconds; fine at the bottom, where loopback latencies live.
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = defaultdict(int)
+        self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
+        self.sums: dict[str, float] = defaultdict(float)
+        self.totals: dict[str, int] = defaultdict(int)
+
+    def observe(self, operation: str, status: int, seconds: float) -> None:
+        self.counts[(operation, status)] += 1
+        self.sums[operation] += seconds
+        self.totals[operation] += 1
+        row = self.buckets[operation]
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                row[i] += 1
+
+    def render(self) -> str:
+        out = [
+            "# HELP authscale_requests_total Requests by operation and HTTP status.",
+            "# TYPE authscale_requests_total counter",
+        ]
+        for (op, status), n in sorted(self.counts.items()):
+            out.append(f'authscale_requests_total{{operation="{op}",status="{status}"}} {n}')
+        out += [
+            "# HELP authscale_request_seconds Request latency by operation.",
+            "# TYPE authscale_request_seconds histogram",
+        ]
+        for op in sorted(self.totals):
+            for bound, n in zip(BUCKETS, self.buckets[op], strict=True):
+                out.append(f'authscale_request_seconds_bucket{{operation="{op}",le="{bound}"}} {n}')
+            out.append(
+                f'authscale_request_seconds_bucket{{operation="{op}",le="+Inf"}} {self.totals[op]}'
+            )
+            out.append(f'authscale_request_seconds_sum{{operation="{op}"}} {self.sums[op]:.6f}')
+            out.append(f'authscale_request_seconds_count{{operation="{op}"}} {self.totals[op]}')
+        return "\n".join(out) + "\n"

@@ -1,0 +1,159 @@
+"""The two stores: a PostgreSQL-wire database (the source of truth) and Redis (the cache).
+
+SQL is written to run unchanged on PostgreSQL and CockroachDB: UUID keys from
+`gen_random_uuid()`, no sequences, no LISTEN/NOTIFY, no advisory locks, one statement at
+a time per connection, and every transaction retried on SQLSTATE 40001 with exponential
+backoff (2^n x 100 ms plus jitter), as CockroachDB's retry contract asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    home_region TEXT NOT NULL,
+    profile JSONB NOT NULL DEFAULT '{}'::JSONB,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_id UUID NOT NULL,
+    home_region TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS clients (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT,
+    redirect_uris TEXT[] NOT NULL,
+    public BOOL NOT NULL,
+    require_pkce BOOL NOT NULL DEFAULT true
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    family_id UUID NOT NULL,
+    user_id UUID NOT NULL,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    access_jti TEXT NOT NULL,
+    rotated BOOL NOT NULL DEFAULT false,
+    revoked BOOL NOT NULL DEFAULT false,
+    expires_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
+CREATE TABLE IF NOT EXISTS revocations (
+    jti TEXT PRIMARY KEY,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY,
+    alg TEXT NOT NULL,
+    private_pem TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""
+
+
+class Unavailable(Exception):
+    """A store cannot be reached; `store` is `database` or `redis`."""
+
+    def __init__(self, store: str, cause: BaseException) -> None:
+        super().__init__(f"{store} unavailable: {cause!r}")
+        self.store = store
+
+
+DB_DOWN = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+MAX_ATTEMPTS = 5
+
+
+class Database:
+    """An asyncpg pool with the CockroachDB retry contract."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pool: asyncpg.Pool | None = None
+        self.retries = 0
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=20, command_timeout=5, timeout=5
+        )
+        async with self.pool.acquire() as conn:
+            await conn.execute(SCHEMA)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` in a serializable transaction, retried on 40001."""
+        assert self.pool is not None
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                async with (
+                    self.pool.acquire() as conn,
+                    conn.transaction(isolation="serializable"),
+                ):
+                    return await work(conn)
+            except asyncpg.exceptions.SerializationError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                self.retries += 1
+                await asyncio.sleep((2**attempt) * 0.1 + random.uniform(0, 0.05))
+            except DB_DOWN as exc:
+                raise Unavailable("database", exc) from exc
+        raise AssertionError("unreachable")
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self.run(lambda conn: conn.fetchrow(sql, *args))
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return await self.run(lambda conn: conn.execute(sql, *args))
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1")
+
+
+class Cache:
+    """redis.asyncio with a blocking pool: callers wait for a connection, never error."""
+
+    def __init__(self, url: str) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=2, socket_timeout=1, socket_connect_timeout=1
+        )
+        self.client = aioredis.Redis(connection_pool=pool, decode_responses=False)
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        try:
+            return await fn(self.client)
+        except REDIS_DOWN as exc:
+            raise Unavailable("redis", exc) from exc
+
+    async def ping(self) -> None:
+        await self.call(lambda r: r.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
