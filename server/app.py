@@ -33,6 +33,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import steps
+from server.dpop import PROOF_ALGS as DPOP_ALGS
+from server.dpop import WINDOW_S, check_proof
+from server.emulation import Emulation
 from server.errors import (
     OAuthError,
     bearer_error,
@@ -42,7 +45,7 @@ from server.errors import (
     on_unexpected,
 )
 from server.metrics import Metrics
-from server.openapi import openapi_spec
+from server.openapi import AUTHORIZE_PARAMS, openapi_spec
 from server.security import (
     Keys,
     SigningKey,
@@ -96,6 +99,7 @@ class Client:
     redirect_uris: list[str]
     public: bool
     require_pkce: bool
+    id_token_alg: str = "ES256"
 
 
 @dataclass
@@ -107,6 +111,7 @@ class State:
     challenge_secret: bytes = b""
     clients: dict[str, Client] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    emulation: Emulation = field(default_factory=lambda: Emulation.load("us-east"))
 
 
 def _state(request: Request) -> State:
@@ -145,10 +150,18 @@ async def cache_step(
 
 
 async def db_step(
-    st: State, action: str, work: Callable[[asyncpg.Connection], Awaitable[Any]]
+    st: State,
+    action: str,
+    work: Callable[[asyncpg.Connection], Awaitable[Any]],
+    home: str | None = None,
+    write: bool = False,
 ) -> Any:
-    async with steps.current().step("crdb", action):
-        return await st.db.run(work)
+    """One database step: at the local replica (`home` None) or at the row's home region,
+    where the emulation waits the round trip (and the quorum of a write)."""
+    async with steps.current().step("crdb", action, home):
+        result = await st.db.run(work)
+        await st.emulation.wait(home, write)
+        return result
 
 
 async def rate_limit(st: State, scope: str, subjects: list[tuple[str, int]]) -> None:
@@ -297,8 +310,12 @@ async def login(request: Request) -> Response:
             account["home"],
             expires,
         ),
+        home=account["home"],
+        write=True,
     )
-    value = json.dumps({"sub": account["sub"], "exp": expires, "auth_time": now()})
+    value = json.dumps(
+        {"sub": account["sub"], "exp": expires, "auth_time": now(), "home": account["home"]}
+    )
     await cache_step(
         st, "set_session", lambda r: r.set(f"sess:{sha256(sid)}", value, exat=expires), "skip"
     )
@@ -324,14 +341,19 @@ async def session_of(st: State, request: Request) -> dict[str, Any] | None:
         st,
         "read_session",
         lambda c: c.fetchrow(
-            "SELECT user_id, extract(epoch FROM expires_at)::INT8 AS exp, "
+            "SELECT user_id, home_region, extract(epoch FROM expires_at)::INT8 AS exp, "
             "extract(epoch FROM created_at)::INT8 AS auth_time FROM sessions WHERE id_hash = $1",
             key,
         ),
     )
     if row is None or row["exp"] <= now():
         return None
-    data = {"sub": str(row["user_id"]), "exp": row["exp"], "auth_time": row["auth_time"]}
+    data = {
+        "sub": str(row["user_id"]),
+        "exp": row["exp"],
+        "auth_time": row["auth_time"],
+        "home": row["home_region"],
+    }
     await cache_step(
         st, "set_session", lambda r: r.set(f"sess:{key}", json.dumps(data), exat=row["exp"]), "skip"
     )
@@ -355,14 +377,53 @@ def _client(st: State, client_id: str) -> Client:
     return client
 
 
-async def authorize(request: Request) -> Response:
-    st = _state(request)
-    q = request.query_params
-    client = _client(st, param(q, "client_id", max_len=200))
-    redirect_uri = param(q, "redirect_uri")
+PAR_PREFIX = "urn:ietf:params:oauth:request_uri:"
+
+
+def _check_redirect(client: Client, redirect_uri: str) -> None:
     if redirect_uri not in client.redirect_uris:
         # Never redirect to an unregistered address: answer here instead.
         raise OAuthError(400, "invalid_request", "redirect_uri is not registered for this client")
+
+
+async def par(request: Request) -> Response:
+    """RFC 9126: the client pushes its authorization request and gets a request_uri."""
+    st = _state(request)
+    form = await form_of(request)
+    client = _authenticate_client(st, request, form)
+    if "request_uri" in form:
+        raise OAuthError(400, "invalid_request", "request_uri is not allowed in a pushed request")
+    params = {k: param(form, k, required=False) for k in AUTHORIZE_PARAMS}
+    params["client_id"] = client.id
+    _check_redirect(client, params["redirect_uri"])
+    steps.current().handled()
+    ident = secrets.token_urlsafe(24)
+    ttl = st.settings.par_ttl_s
+    await cache_step(st, "store_par", lambda r: r.set(f"par:{ident}", json.dumps(params), ex=ttl))
+    return JSONResponse(
+        {"request_uri": PAR_PREFIX + ident, "expires_in": ttl},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def authorize(request: Request) -> Response:
+    st = _state(request)
+    q: Any = request.query_params
+    client = _client(st, param(q, "client_id", max_len=200))
+    request_uri = q.get("request_uri", "")
+    if request_uri:
+        if not request_uri.startswith(PAR_PREFIX) or len(request_uri) > 200:
+            raise OAuthError(400, "invalid_request_uri", "request_uri is not one we issued")
+        key = "par:" + request_uri[len(PAR_PREFIX) :]
+        pushed = await cache_step(st, "consume_par", lambda r: r.getdel(key))
+        if not pushed:
+            raise OAuthError(400, "invalid_request_uri", "request_uri is unknown, used or expired")
+        q = json.loads(pushed)
+        if q["client_id"] != client.id:
+            raise OAuthError(400, "invalid_request_uri", "request_uri belongs to another client")
+    redirect_uri = param(q, "redirect_uri")
+    _check_redirect(client, redirect_uri)
     state = q.get("state", "")
 
     def back(**params: str) -> Response:
@@ -392,6 +453,7 @@ async def authorize(request: Request) -> Response:
         "nonce": q.get("nonce", "")[:256],
         "code_challenge": challenge,
         "auth_time": sess["auth_time"],
+        "home": sess.get("home", st.settings.region),
     }
     await cache_step(
         st, "store_code", lambda r: r.set(f"code:{{{code}}}", json.dumps(data), px=60_000)
@@ -423,43 +485,48 @@ def _authenticate_client(st: State, request: Request, form: Any) -> Client:
     return client
 
 
-async def _issue(
-    st: State,
-    client: Client,
-    sub: str,
-    scope: str,
-    nonce: str,
-    auth_time: int,
-    family: str,
-    jti: str,
-) -> dict[str, Any]:
+@dataclass
+class Grant:
+    """What a token request was granted: whose tokens, for what, bound to which key."""
+
+    sub: str
+    scope: str
+    home: str
+    auth_time: int
+    family: str = field(default_factory=lambda: str(uuid.uuid4()))
+    jti: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    nonce: str = ""
+    jkt: str | None = None  # DPoP key thumbprint the tokens are bound to
+
+
+async def _issue(st: State, client: Client, grant: Grant) -> dict[str, Any]:
     s = st.settings
     t = now()
+    access_claims = {
+        "iss": s.issuer,
+        "sub": grant.sub,
+        "aud": s.issuer + "/userinfo",
+        "client_id": client.id,
+        "scope": grant.scope,
+        "iat": t,
+        "exp": t + s.access_ttl_s,
+        "jti": grant.jti,
+        **({"cnf": {"jkt": grant.jkt}} if grant.jkt else {}),
+    }
     async with steps.current().step("edge", "sign_token"):
-        access = st.keys.sign(
-            {
-                "iss": s.issuer,
-                "sub": sub,
-                "aud": s.issuer + "/userinfo",
-                "client_id": client.id,
-                "scope": scope,
-                "iat": t,
-                "exp": t + s.access_ttl_s,
-                "jti": jti,
-            },
-            typ="at+jwt",
-        )
+        access = st.keys.sign(access_claims, typ="at+jwt")
     async with steps.current().step("edge", "sign_token"):
         id_token = st.keys.sign(
             {
                 "iss": s.issuer,
-                "sub": sub,
+                "sub": grant.sub,
                 "aud": client.id,
                 "iat": t,
                 "exp": t + s.access_ttl_s,
-                "auth_time": auth_time,
-                **({"nonce": nonce} if nonce else {}),
-            }
+                "auth_time": grant.auth_time,
+                **({"nonce": grant.nonce} if grant.nonce else {}),
+            },
+            alg=client.id_token_alg,
         )
     refresh = secrets.token_urlsafe(32)
     await db_step(
@@ -467,23 +534,28 @@ async def _issue(
         "write_refresh_token",
         lambda c: c.execute(
             "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope, "
-            "access_jti, expires_at) VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7))",
+            "access_jti, home_region, jkt, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
             sha256(refresh),
-            uuid.UUID(family),
-            uuid.UUID(sub),
+            uuid.UUID(grant.family),
+            uuid.UUID(grant.sub),
             client.id,
-            scope,
-            jti,
+            grant.scope,
+            grant.jti,
+            grant.home,
+            grant.jkt,
             t + s.refresh_ttl_s,
         ),
+        home=grant.home,
+        write=True,
     )
     return {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if grant.jkt else "Bearer",
         "expires_in": s.access_ttl_s,
         "id_token": id_token,
         "refresh_token": refresh,
-        "scope": scope,
+        "scope": grant.scope,
     }
 
 
@@ -492,6 +564,8 @@ async def token(request: Request) -> Response:
     form = await form_of(request)
     grant = param(form, "grant_type", max_len=100)
     client = _authenticate_client(st, request, form)
+    header = request.headers.get("dpop")
+    proof = check_proof(header, "POST", endpoint_urls(st, request)) if header else None
     steps.current().handled()
     s = st.settings
     await rate_limit(
@@ -500,15 +574,148 @@ async def token(request: Request) -> Response:
         [(f"ip:{client_ip(request)}", s.token_per_ip), (f"client:{client.id}", s.token_per_client)],
     )
     if grant == "authorization_code":
-        body = await _code_grant(st, client, form)
+        body = await _code_grant(st, client, form, proof)
     elif grant == "refresh_token":
-        body = await _refresh_grant(st, client, form)
+        body = await _refresh_grant(st, client, form, proof)
+    elif grant == DEVICE_GRANT:
+        body = await _device_grant(st, client, form, proof)
     else:
         raise OAuthError(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
     return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-async def _code_grant(st: State, client: Client, form: Any) -> dict[str, Any]:
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels: no words; RFC 8628 §6.1
+
+
+async def device_authorization(request: Request) -> Response:
+    """RFC 8628 §3.1: a device code for the client, a user code for the person."""
+    st = _state(request)
+    form = await form_of(request)
+    client = _authenticate_client(st, request, form)
+    scopes = set(param(form, "scope", required=False).split()) or {"openid"}
+    if not scopes <= SCOPES:
+        raise OAuthError(400, "invalid_scope", f"scope must be within {sorted(SCOPES)}")
+    steps.current().handled()
+    s = st.settings
+    device_code = secrets.token_urlsafe(32)
+    raw = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(8))
+    user_code = f"{raw[:4]}-{raw[4:]}"
+    record = {"client_id": client.id, "scope": " ".join(sorted(scopes)), "status": "pending"}
+
+    async def store(r: Any) -> None:
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.set(f"device:{device_code}", json.dumps(record), ex=s.device_ttl_s)
+            pipe.set(f"usercode:{user_code}", device_code, ex=s.device_ttl_s)
+            await pipe.execute()
+
+    await cache_step(st, "store_device_code", store)
+    verification = f"{s.issuer}/device"
+    return JSONResponse(
+        {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification,
+            "verification_uri_complete": f"{verification}?{urlencode({'user_code': user_code})}",
+            "expires_in": s.device_ttl_s,
+            "interval": s.device_interval_s,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def device_verify(request: Request) -> Response:
+    """The person, logged in, approves or denies the user code shown on the device."""
+    st = _state(request)
+    form = await form_of(request)
+    user_code = param(form, "user_code", max_len=20).strip().upper()
+    action = param(form, "action", required=False) or "approve"
+    if action not in ("approve", "deny"):
+        raise OAuthError(400, "invalid_request", "action must be approve or deny")
+    sess = await session_of(st, request)
+    if sess is None:
+        raise OAuthError(401, "login_required", "no valid session; POST /login first")
+    device_code = await cache_step(
+        st, "find_user_code", lambda r: r.getdel(f"usercode:{user_code}")
+    )
+    if not device_code:
+        raise OAuthError(400, "invalid_request", "unknown, used or expired user_code")
+    key = f"device:{device_code.decode()}"
+    current = await cache_step(st, "read_device_code", lambda r: r.get(key))
+    if not current:
+        raise OAuthError(400, "expired_token", "the device code has expired")
+    record = json.loads(current)
+    record.update(
+        status="approved" if action == "approve" else "denied",
+        sub=sess["sub"],
+        home=sess.get("home", st.settings.region),
+        auth_time=sess["auth_time"],
+    )
+    await cache_step(
+        st, "approve_device_code", lambda r: r.set(key, json.dumps(record), keepttl=True)
+    )
+    return JSONResponse({"status": record["status"]})
+
+
+async def _device_grant(
+    st: State, client: Client, form: Any, proof: tuple[str, str] | None
+) -> dict[str, Any]:
+    device_code = param(form, "device_code", max_len=200)
+    key = f"device:{device_code}"
+    current = await cache_step(st, "read_device_code", lambda r: r.get(key))
+    if not current:
+        raise OAuthError(400, "expired_token", "the device code is unknown or has expired")
+    record = json.loads(current)
+    if record["client_id"] != client.id:
+        raise OAuthError(400, "invalid_grant", "the device code was issued to another client")
+    if record["status"] == "pending":
+        interval = st.settings.device_interval_s
+        polled = await cache_step(
+            st,
+            "pace_device_poll",
+            lambda r: r.set(f"devpoll:{device_code}", b"1", nx=True, ex=interval),
+        )
+        if not polled:
+            raise OAuthError(400, "slow_down", f"poll at most every {interval} s")
+        raise OAuthError(400, "authorization_pending", "the user has not answered yet")
+    # Approved or denied: the code is used up either way (GETDEL: one issuance only).
+    taken = await cache_step(st, "consume_device_code", lambda r: r.getdel(key))
+    if not taken:
+        raise OAuthError(400, "expired_token", "the device code was already used")
+    if record["status"] != "approved":
+        raise OAuthError(400, "access_denied", "the user denied the request")
+    if proof is not None:
+        await check_dpop_jti(st, proof[0])
+    return await _issue(
+        st,
+        client,
+        Grant(
+            record["sub"],
+            record["scope"],
+            record["home"],
+            record["auth_time"],
+            jkt=proof[1] if proof else None,
+        ),
+    )
+
+
+def endpoint_urls(st: State, request: Request) -> tuple[str, ...]:
+    """The addresses a DPoP proof's htu may name for this request."""
+    return (st.settings.issuer + request.url.path, str(request.url.replace(query="", fragment="")))
+
+
+async def check_dpop_jti(st: State, jti: str) -> None:
+    """A proof is single-use: SET NX on its jti for longer than the iat window."""
+    fresh = await cache_step(
+        st, "check_dpop_jti", lambda r: r.set(f"dpop:jti:{jti}", b"1", nx=True, ex=2 * WINDOW_S)
+    )
+    if not fresh:
+        raise OAuthError(400, "invalid_dpop_proof", "DPoP proof was already used (jti replay)")
+
+
+async def _code_grant(
+    st: State, client: Client, form: Any, proof: tuple[str, str] | None
+) -> dict[str, Any]:
     code = param(form, "code", max_len=200)
     redirect_uri = param(form, "redirect_uri")
     family, jti = str(uuid.uuid4()), secrets.token_urlsafe(16)
@@ -534,6 +741,8 @@ async def _code_grant(st: State, client: Client, form: Any) -> dict[str, Any]:
     if int(status) != 1:
         raise OAuthError(400, "invalid_grant", "unknown or expired authorization code")
     data = json.loads(value)
+    if proof is not None:
+        await check_dpop_jti(st, proof[0])
     if data["client_id"] != client.id or data["redirect_uri"] != redirect_uri:
         raise OAuthError(400, "invalid_grant", "code was issued to another client or redirect_uri")
     if data["code_challenge"]:
@@ -543,17 +752,32 @@ async def _code_grant(st: State, client: Client, form: Any) -> dict[str, Any]:
                 400, "invalid_grant", "code_verifier does not match the code_challenge"
             )
     return await _issue(
-        st, client, data["sub"], data["scope"], data["nonce"], data["auth_time"], family, jti
+        st,
+        client,
+        Grant(
+            data["sub"],
+            data["scope"],
+            data["home"],
+            data["auth_time"],
+            family,
+            jti,
+            data["nonce"],
+            proof[1] if proof else None,
+        ),
     )
 
 
-async def _refresh_grant(st: State, client: Client, form: Any) -> dict[str, Any]:
+async def _refresh_grant(
+    st: State, client: Client, form: Any, proof: tuple[str, str] | None
+) -> dict[str, Any]:
     presented = sha256(param(form, "refresh_token", max_len=200))
+    if proof is not None:
+        await check_dpop_jti(st, proof[0])
 
     async def rotate(c: asyncpg.Connection) -> Any:
         row = await c.fetchrow(
             "SELECT family_id, user_id, client_id, scope, access_jti, rotated, revoked, "
-            "extract(epoch FROM expires_at)::INT8 AS exp FROM refresh_tokens "
+            "home_region, jkt, extract(epoch FROM expires_at)::INT8 AS exp FROM refresh_tokens "
             "WHERE token_hash = $1 FOR UPDATE",
             presented,
         )
@@ -563,6 +787,8 @@ async def _refresh_grant(st: State, client: Client, form: Any) -> dict[str, Any]
             return "reused", row
         if row["exp"] <= now():
             return "expired", None
+        if row["jkt"] is not None and (proof is None or proof[1] != row["jkt"]):
+            return "bound to another DPoP key", None
         await c.execute("UPDATE refresh_tokens SET rotated = true WHERE token_hash = $1", presented)
         return "ok", row
 
@@ -577,12 +803,14 @@ async def _refresh_grant(st: State, client: Client, form: Any) -> dict[str, Any]
     return await _issue(
         st,
         client,
-        str(row["user_id"]),
-        row["scope"],
-        "",
-        now(),
-        str(row["family_id"]),
-        secrets.token_urlsafe(16),
+        Grant(
+            str(row["user_id"]),
+            row["scope"],
+            row["home_region"] or st.settings.region,
+            now(),
+            family=str(row["family_id"]),
+            jkt=row["jkt"] or (proof[1] if proof else None),
+        ),
     )
 
 
@@ -624,17 +852,37 @@ async def bearer_claims(
 ) -> dict[str, Any]:
     """Verify the access token (header, or form body for POST) and that it is not revoked."""
     auth = request.headers.get("authorization", "")
-    token_text = ""
-    if auth[:7].lower() == "bearer ":
-        token_text = auth[7:].strip()
-    elif form is not None and isinstance(form.get("access_token"), str):
+    scheme, _, token_text = auth.partition(" ")
+    scheme, token_text = scheme.lower(), token_text.strip()
+    if scheme not in ("bearer", "dpop"):
+        scheme, token_text = "bearer", ""
+    if not token_text and form is not None and isinstance(form.get("access_token"), str):
         token_text = str(form.get("access_token"))
     if not token_text:
         raise OAuthError(
-            401, "invalid_request", "an access token is required", {"WWW-Authenticate": "Bearer"}
+            401,
+            "invalid_request",
+            "an access token is required",
+            {"WWW-Authenticate": 'Bearer, DPoP algs="ES256 RS256"'},
+        )
+    jkt = None
+    if scheme == "dpop":
+        proof = request.headers.get("dpop", "")
+        if not proof:
+            raise bearer_error("a DPoP-scheme token needs a DPoP proof header")
+        _, jkt = check_proof(
+            proof, request.method, endpoint_urls(st, request), token_text, status=401
         )
     steps.current().handled()
-    return await access_claims(st, token_text)
+    claims = await access_claims(st, token_text)
+    bound = (claims.get("cnf") or {}).get("jkt")
+    if bound != jkt:
+        raise bearer_error(
+            "this token is bound to a DPoP key: present it with the DPoP scheme and a proof"
+            if bound
+            else "this is a Bearer token: present it with the Bearer scheme"
+        )
+    return claims
 
 
 async def access_claims(st: State, text: str) -> dict[str, Any]:
@@ -825,8 +1073,11 @@ async def discovery(request: Request) -> Response:
             "jwks_uri": f"{iss}/jwks.json",
             "revocation_endpoint": f"{iss}/revoke",
             "introspection_endpoint": f"{iss}/introspect",
+            "pushed_authorization_request_endpoint": f"{iss}/par",
+            "device_authorization_endpoint": f"{iss}/device_authorization",
+            "dpop_signing_alg_values_supported": list(DPOP_ALGS),
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256", "RS256"],
             "token_endpoint_auth_methods_supported": [
@@ -877,7 +1128,15 @@ ROUTES = [
     Route("/login", login, methods=["POST"], name="login"),
     Route("/session", session, methods=["GET"], name="session_validation"),
     Route("/authorize", authorize, methods=["GET"], name="authorize"),
+    Route("/par", par, methods=["POST"], name="par"),
     Route("/token", token, methods=["POST"], name="token_issue"),
+    Route(
+        "/device_authorization",
+        device_authorization,
+        methods=["POST"],
+        name="device_authorization",
+    ),
+    Route("/device", device_verify, methods=["POST"], name="device_verify"),
     Route("/userinfo", userinfo, methods=["GET", "POST"], name="userinfo"),
     Route("/profile", profile_update, methods=["PATCH"], name="profile_update"),
     Route("/revoke", revoke, methods=["POST"], name="revoke"),
@@ -962,6 +1221,7 @@ DEMO_CLIENTS = [
         ["http://127.0.0.1:8765/callback"],
         public=False,
         require_pkce=False,
+        id_token_alg="RS256",
     ),
 ]
 DEMO_USER = ("alice@example.com", "correct horse battery staple")
@@ -973,13 +1233,14 @@ async def ensure_demo_data(st: State) -> None:
     async def work(c: asyncpg.Connection) -> None:
         for client in DEMO_CLIENTS:
             await c.execute(
-                "INSERT INTO clients (id, secret_hash, redirect_uris, public, require_pkce) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO clients (id, secret_hash, redirect_uris, public, require_pkce, "
+                "id_token_alg) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
                 client.id,
                 client.secret_hash,
                 client.redirect_uris,
                 client.public,
                 client.require_pkce,
+                client.id_token_alg,
             )
         if await c.fetchrow("SELECT 1 FROM users WHERE email = $1", DEMO_USER[0]) is None:
             await c.execute(
@@ -997,12 +1258,17 @@ async def ensure_demo_data(st: State) -> None:
 async def load_clients(st: State) -> None:
     rows = await st.db.run(
         lambda c: c.fetch(
-            "SELECT id, secret_hash, redirect_uris, public, require_pkce FROM clients"
+            "SELECT id, secret_hash, redirect_uris, public, require_pkce, id_token_alg FROM clients"
         )
     )
     st.clients = {
         r["id"]: Client(
-            r["id"], r["secret_hash"], list(r["redirect_uris"]), r["public"], r["require_pkce"]
+            r["id"],
+            r["secret_hash"],
+            list(r["redirect_uris"]),
+            r["public"],
+            r["require_pkce"],
+            r["id_token_alg"],
         )
         for r in rows
     }

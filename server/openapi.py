@@ -10,6 +10,18 @@ _ERROR = {
     "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
 }
 _FORM = "application/x-www-form-urlencoded"
+# The parameters of an authorization request, in the query or pushed (RFC 9126).
+AUTHORIZE_PARAMS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+)
 
 
 def _err(*codes: int) -> dict[str, Any]:
@@ -44,7 +56,15 @@ def _str(max_length: int = 2048) -> dict[str, Any]:
 
 def openapi_spec(issuer: str) -> dict[str, Any]:
     token_props = {
-        "grant_type": {"type": "string", "enum": ["authorization_code", "refresh_token"]},
+        "grant_type": {
+            "type": "string",
+            "enum": [
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+        },
+        "device_code": _str(200),
         "code": _str(200),
         "redirect_uri": _str(),
         "code_verifier": _str(128),
@@ -85,17 +105,7 @@ def openapi_spec(issuer: str) -> dict[str, Any]:
                             "required": n in ("client_id", "redirect_uri"),
                             "schema": _str(),
                         }
-                        for n in (
-                            "client_id",
-                            "redirect_uri",
-                            "response_type",
-                            "scope",
-                            "state",
-                            "nonce",
-                            "code_challenge",
-                            "code_challenge_method",
-                            "prompt",
-                        )
+                        for n in (*AUTHORIZE_PARAMS, "request_uri")
                     ],
                     "responses": {
                         "302": {"description": "back to the client"},
@@ -149,6 +159,36 @@ def openapi_spec(issuer: str) -> dict[str, Any]:
                         ["token"],
                     ),
                     "responses": {"200": _json("token state"), **_err(400, 401, 503)},
+                }
+            },
+            "/par": {
+                "post": {
+                    "requestBody": _form(
+                        {n: _str() for n in (*AUTHORIZE_PARAMS, "client_secret")},
+                        ["redirect_uri"],
+                    ),
+                    "responses": {"201": _json("request_uri"), **_err(400, 401, 503)},
+                }
+            },
+            "/device_authorization": {
+                "post": {
+                    "requestBody": _form(
+                        {"client_id": _str(200), "client_secret": _str(200), "scope": _str()},
+                        [],
+                    ),
+                    "responses": {"200": _json("device and user codes"), **_err(400, 401, 503)},
+                }
+            },
+            "/device": {
+                "post": {
+                    "requestBody": _form(
+                        {
+                            "user_code": _str(20),
+                            "action": {"type": "string", "enum": ["approve", "deny"]},
+                        },
+                        ["user_code"],
+                    ),
+                    "responses": {"200": _json("answered"), **_err(400, 401, 503)},
                 }
             },
             "/jwks.json": {"get": {"responses": {"200": _json("public keys")}}},

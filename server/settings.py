@@ -32,6 +32,9 @@ class Settings:
     access_ttl_s: int = 600
     refresh_ttl_s: int = 30 * 86400
     user_cache_ttl_s: int = 3600  # seed §2.3: Redis TTL 5 min - 1 h
+    par_ttl_s: int = 600  # seed: PARRequestStore entries live 10 min
+    device_ttl_s: int = 600
+    device_interval_s: int = 5  # RFC 8628: clients poll every 5 s unless told otherwise
     rate_window_s: int = 60
     login_per_ip: int = 600
     login_per_account: int = 20

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
+ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS home_region TEXT;
+ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS jkt TEXT;
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS id_token_alg TEXT NOT NULL DEFAULT 'ES256';
 CREATE TABLE IF NOT EXISTS revocations (
     jti TEXT PRIMARY KEY,
     expires_at TIMESTAMPTZ NOT NULL

@@ -7,11 +7,13 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -112,3 +114,32 @@ def tokens(c: TestClient) -> dict[str, Any]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class DPoPKey:
+    """A client's DPoP key pair, making proofs as RFC 9449 describes."""
+
+    def __init__(self) -> None:
+        import json
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+
+    def proof(
+        self, method: str, url: str, access_token: str | None = None, **overrides: Any
+    ) -> str:
+        claims: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()),
+        }
+        if access_token is not None:
+            digest = hashlib.sha256(access_token.encode()).digest()
+            claims["ath"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        claims.update(overrides)
+        return jwt.encode(
+            claims, self.key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk}
+        )

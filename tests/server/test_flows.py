@@ -149,7 +149,8 @@ def test_userinfo_profile_revoke_and_introspect(client: TestClient) -> None:
     posted = client.post("/userinfo", data={"access_token": access})
     assert posted.status_code == 200
     missing = client.get("/userinfo")
-    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
     garbage = client.get("/userinfo", headers=bearer("not.a.jwt"))
     assert garbage.status_code == 401 and garbage.json()["error"] == "invalid_token"
     for body in ({"shoe_size": "9"}, {"name": 7}, [], {"name": "x" * 300}):
