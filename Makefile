@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stop cost test lint bench-sim clean
+.PHONY: help venv simulate scenarios server stack stop cost test lint bench-sim clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,7 +52,11 @@ PORT ?= 8000
 server: $(STAMP) ## the OIDC provider on 127.0.0.1:$(PORT); its own Redis/PostgreSQL unless REDIS_URL/DATABASE_URL
 	PORT=$(PORT) $(PY) -m server
 
-stop: $(STAMP) ## stop what make server started
+REGIONS ?= ap-ne,us-west
+stack: $(STAMP) ## one server + Redis per region, shared PostgreSQL: REGIONS=ap-ne,us-west (ports 8001...)
+	$(PY) -m server.stack --regions $(REGIONS)
+
+stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop
 
 PRICING ?= seed

@@ -14,7 +14,7 @@ from server.app import create_app
 from server.infra import InfraError, PostgresServer, RedisServer
 from server.settings import Settings
 
-RUN_DIR = Path(".run/server")
+RUN_DIR = Path(os.environ.get("AUTHSCALE_RUN_DIR", ".run/server"))
 
 
 def main() -> int:

@@ -511,6 +511,7 @@ async def _issue(st: State, client: Client, grant: Grant) -> dict[str, Any]:
         "iat": t,
         "exp": t + s.access_ttl_s,
         "jti": grant.jti,
+        "home_region": grant.home,
         **({"cnf": {"jkt": grant.jkt}} if grant.jkt else {}),
     }
     async with steps.current().step("edge", "sign_token"):
@@ -962,18 +963,24 @@ async def profile_update(request: Request) -> Response:
     sub = uuid.UUID(claims["sub"])
     rec = steps.current()
 
+    # The row's home region (where its leaseholder is) travels in the token.
+    home = str(claims.get("home_region") or st.settings.region)
+    emulation = st.emulation
+
     async def read_modify_write(c: asyncpg.Connection) -> dict[str, Any]:
-        async with rec.step("crdb", "read_user"):
+        async with rec.step("crdb", "read_user", home):
             row = await c.fetchrow("SELECT profile FROM users WHERE id = $1 FOR UPDATE", sub)
+            await emulation.wait(home, write=False)
         if row is None:
             raise bearer_error("the token's user no longer exists")
         merged: dict[str, Any] = {**json.loads(row["profile"]), **changes}
-        async with rec.step("crdb", "write_user"):
+        async with rec.step("crdb", "write_user", home):
             await c.execute(
                 "UPDATE users SET profile = $2::JSONB, updated_at = now() WHERE id = $1",
                 sub,
                 json.dumps(merged),
             )
+            await emulation.wait(home, write=True)
         return merged
 
     merged = await st.db.run(read_modify_write)
@@ -1275,7 +1282,12 @@ async def load_clients(st: State) -> None:
 
 
 def create_app(settings: Settings) -> Starlette:
-    state = State(settings, Database(settings.database_url), Cache(settings.redis_url))
+    state = State(
+        settings,
+        Database(settings.database_url),
+        Cache(settings.redis_url),
+        emulation=Emulation.load(settings.region, settings.survival),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

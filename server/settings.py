@@ -25,6 +25,7 @@ class Settings:
     redis_url: str
     database_url: str
     region: str = "us-east"
+    survival: str | None = None  # CockroachDB survival goal; None: topology.toml's
     issuer: str = "http://127.0.0.1:8000"
     demo_data: bool = True
     session_ttl_s: int = 4 * 3600  # seed §3: session TTL cut from 24 h to 4 h
@@ -48,6 +49,7 @@ class Settings:
             redis_url=redis_url,
             database_url=database_url,
             region=os.environ.get("REGION", "us-east"),
+            survival=os.environ.get("SURVIVAL") or None,
             issuer=os.environ.get("ISSUER", f"http://127.0.0.1:{port}"),
             login_per_ip=_int("LOGIN_PER_IP", 600),
             login_per_account=_int("LOGIN_PER_ACCOUNT", 20),

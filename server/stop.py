@@ -22,7 +22,9 @@ def _alive(pid: int) -> bool:
 
 
 def main() -> int:
-    pidfiles = sorted(RUN.glob("**/*.pid"), key=lambda p: p.name != "server.pid")
+    # The stack first (it stops its servers and stores), then servers, then stores.
+    order = {"stack.pid": 0, "server.pid": 1}
+    pidfiles = sorted(RUN.glob("**/*.pid"), key=lambda p: order.get(p.name, 2))
     if not pidfiles:
         print("authscale stop: nothing to stop (no pid files under .run/)")
         return 0

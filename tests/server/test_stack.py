@@ -1,0 +1,56 @@
+"""make stack: real server processes per region, each with its own Redis, one database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from server.infra import PostgresServer, RedisServer, free_port
+from server.stack import Stack
+from server.steps import parse_server_timing
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+def test_stack_runs_one_server_per_region(
+    tmp_path: Path, stores: tuple[RedisServer, PostgresServer]
+) -> None:
+    _, pg = stores
+    base = free_port()
+    stack = Stack(["ap-ne", "us-west"], base, pg.url, run_dir=tmp_path / "stack").start()
+    try:
+        for i, region in enumerate(["ap-ne", "us-west"]):
+            assert stack.url(region) == f"http://127.0.0.1:{base + i}"
+            status, headers, body = _get(stack.url(region) + "/healthz")
+            assert status == 200 and json.loads(body)["region"] == region
+            status, headers, body = _get(stack.url(region) + "/login")
+            steps = parse_server_timing({k.lower(): v for k, v in headers.items()}["server-timing"])
+            assert steps == [("edge", "handle", region), ("redis", "issue_challenge", region)]
+        # Each region has its own Redis: the stores differ.
+        assert len({s.url for s in stack.stores}) == 2
+        processes = list(stack.processes.values())
+    finally:
+        stack.stop()
+    assert all(p.poll() is not None for p in processes)
+
+
+def test_stack_refuses_an_unknown_region(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown REGION='atlantis'"):
+        Stack(["ap-ne", "atlantis"], free_port(), run_dir=tmp_path).start()
+
+
+def test_make_stop_with_nothing_running(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server.stop"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "nothing to stop" in done.stdout
