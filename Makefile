@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop cost test lint bench-sim clean
+.PHONY: help venv simulate scenarios server stack stop cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ stop: $(STAMP) ## stop what make server / make stack started
 PRICING ?= seed
 cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING=seed|list
 	$(PY) -m sim.cost_cli --mau $(or $(MAU),200M) --arch $(or $(ARCH),hybrid) --pricing $(PRICING)
+
+bench-server: $(STAMP) ## server req/s per core (granian on core 0, wrk on core 1) vs a one-GET baseline
+	$(PY) -m server.bench
 
 bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times LOAD=peak)
 	$(PY) -m sim.bench $(if $(PEAK),--peak)

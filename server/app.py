@@ -155,11 +155,13 @@ async def db_step(
     work: Callable[[asyncpg.Connection], Awaitable[Any]],
     home: str | None = None,
     write: bool = False,
+    transaction: bool = False,
 ) -> Any:
     """One database step: at the local replica (`home` None) or at the row's home region,
-    where the emulation waits the round trip (and the quorum of a write)."""
+    where the emulation waits the round trip (and the quorum of a write). A single
+    statement runs as its own implicit transaction; several need `transaction=True`."""
     async with steps.current().step("crdb", action, home):
-        result = await st.db.run(work)
+        result = await st.db.run(work, transaction)
         await st.emulation.wait(home, write)
         return result
 
@@ -172,14 +174,10 @@ async def rate_limit(st: State, scope: str, subjects: list[tuple[str, int]]) -> 
     retry_ms = await cache_step(
         st,
         "rate_limit",
-        lambda r: r.eval(
-            RATE_LIMIT_LUA,
-            len(keys),
-            *keys,
-            int(time.time() * 1000),
-            st.settings.rate_window_s * 1000,
-            member,
-            *limits,
+        lambda r: st.cache.script("rate_limit", RATE_LIMIT_LUA)(
+            keys=keys,
+            args=[int(time.time() * 1000), st.settings.rate_window_s * 1000, member, *limits],
+            client=r,
         ),
         rule="skip",
     )
@@ -724,13 +722,10 @@ async def _code_grant(
     status, value = await cache_step(
         st,
         "consume_code",
-        lambda r: r.eval(
-            CONSUME_CODE_LUA,
-            2,
-            f"code:{{{code}}}",
-            f"code_used:{{{code}}}",
-            marker,
-            st.settings.refresh_ttl_s * 1000,
+        lambda r: st.cache.script("consume_code", CONSUME_CODE_LUA)(
+            keys=[f"code:{{{code}}}", f"code_used:{{{code}}}"],
+            args=[marker, st.settings.refresh_ttl_s * 1000],
+            client=r,
         ),
     )
     if int(status) == 2:
@@ -793,7 +788,7 @@ async def _refresh_grant(
         await c.execute("UPDATE refresh_tokens SET rotated = true WHERE token_hash = $1", presented)
         return "ok", row
 
-    outcome, row = await db_step(st, "rotate_refresh_token", rotate)
+    outcome, row = await db_step(st, "rotate_refresh_token", rotate, transaction=True)
     if outcome == "reused":
         await _revoke_family(st, str(row["family_id"]), row["access_jti"])
         raise OAuthError(
@@ -836,7 +831,7 @@ async def _revoke_family(st: State, family: str, jti: str | None) -> None:
             )
         return {*jtis, *([jti] if jti else [])}
 
-    for j in await db_step(st, "revoke_family", work):
+    for j in await db_step(st, "revoke_family", work, transaction=True):
         await mark_revoked(st, j)
 
 
@@ -1125,6 +1120,13 @@ async def metrics(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+async def bench_redis_get(request: Request) -> Response:
+    """The benchmark's baseline: one Redis GET and a small JSON answer."""
+    st = _state(request)
+    value = await st.cache.call(lambda r: r.get("bench:key"))
+    return JSONResponse({"value": value.decode() if isinstance(value, bytes) else value})
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_spec(_state(request).settings.issuer))
 
@@ -1308,8 +1310,11 @@ def create_app(settings: Settings) -> Starlette:
             await state.cache.close()
             await state.db.close()
 
+    routes = list(ROUTES)
+    if settings.bench_routes:
+        routes.append(Route("/bench/redis-get", bench_redis_get, name="bench_redis_get"))
     app = Starlette(
-        routes=ROUTES,
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={
             HTTPException: on_http_error,

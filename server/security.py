@@ -62,6 +62,14 @@ class SigningKey:
     alg: str
     private_key: Any
 
+    @property
+    def public_key(self) -> Any:
+        """Derived once: deriving it per verification costs as much as a Redis call."""
+        cached = self.__dict__.get("_public")
+        if cached is None:
+            cached = self.__dict__["_public"] = self.private_key.public_key()
+        return cached
+
     @classmethod
     def generate(cls, alg: str) -> SigningKey:
         key: Any = (
@@ -111,7 +119,7 @@ class Keys:
             raise jwt.InvalidTokenError("unknown signing key")
         claims: dict[str, Any] = jwt.decode(
             token,
-            key.private_key.public_key(),
+            key.public_key,
             algorithms=[key.alg],
             issuer=issuer,
             audience=audience,

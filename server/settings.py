@@ -36,6 +36,7 @@ class Settings:
     par_ttl_s: int = 600  # seed: PARRequestStore entries live 10 min
     device_ttl_s: int = 600
     device_interval_s: int = 5  # RFC 8628: clients poll every 5 s unless told otherwise
+    bench_routes: bool = False  # /bench/redis-get, the baseline of make bench-server
     rate_window_s: int = 60
     login_per_ip: int = 600
     login_per_account: int = 20
@@ -50,6 +51,7 @@ class Settings:
             database_url=database_url,
             region=os.environ.get("REGION", "us-east"),
             survival=os.environ.get("SURVIVAL") or None,
+            bench_routes=os.environ.get("AUTHSCALE_BENCH_ROUTES") == "1",
             issuer=os.environ.get("ISSUER", f"http://127.0.0.1:{port}"),
             login_per_ip=_int("LOGIN_PER_IP", 600),
             login_per_account=_int("LOGIN_PER_ACCOUNT", 20),

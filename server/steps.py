@@ -8,8 +8,6 @@ standard `Server-Timing` header (`redis.get_session;desc="us-east";dur=0.412`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -34,21 +32,33 @@ class Recorder:
             StepRecord("edge", "handle", self.region, (time.perf_counter() - self.started) * 1e3)
         )
 
-    @asynccontextmanager
-    async def step(
-        self, component: str, action: str, region: str | None = None
-    ) -> AsyncIterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            ms = (time.perf_counter() - t0) * 1e3
-            self.steps.append(StepRecord(component, action, region or self.region, ms))
+    def step(self, component: str, action: str, region: str | None = None) -> _Timed:
+        return _Timed(self, component, action, region or self.region)
 
     def header(self) -> str:
         return ", ".join(
             f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f}' for s in self.steps
         )
+
+
+class _Timed:
+    """`async with recorder.step(...)`: times the block and records it, even on error.
+
+    A plain class rather than @asynccontextmanager: this runs several times per request.
+    """
+
+    __slots__ = ("action", "component", "rec", "region", "t0")
+
+    def __init__(self, rec: Recorder, component: str, action: str, region: str) -> None:
+        self.rec, self.component, self.action, self.region = rec, component, action, region
+        self.t0 = 0.0
+
+    async def __aenter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        ms = (time.perf_counter() - self.t0) * 1e3
+        self.rec.steps.append(StepRecord(self.component, self.action, self.region, ms))
 
 
 _current: ContextVar[Recorder | None] = ContextVar("authscale_steps", default=None)

@@ -14,7 +14,14 @@ from pathlib import Path
 from server.infra import PostgresServer, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "response_schema_conformance",
+        "status_code_conformance",
+        "content_type_conformance",
+    )
+)
 
 
 def test_generated_requests_find_no_server_error(

@@ -1,0 +1,284 @@
+"""`make bench-server`: requests per second of one server core, measured by wrk.
+
+granian serves the app with one worker pinned to core 0; wrk runs pinned to core 1; the
+benchmark's own Redis and PostgreSQL share the machine. In one run it measures a baseline
+route that does one Redis GET, then session validation (cache hit), userinfo (cache hit)
+and token issue (authorization code grant: rate limit, GETDEL, two ES256 signatures, one
+database insert), and compares each with the baseline. Ratios measured in one run are
+what to compare: absolute rates move with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from server.infra import PostgresServer, RedisServer, free_port
+from sim.results import new_run_dir, point_latest, write_json
+
+GOALS = {"session_validation": 0.8, "userinfo": 0.6, "token_issue": 0.25}
+REDIRECT = "http://127.0.0.1:8765/callback"
+TOKEN_LUA = """
+local codes = {}
+for line in io.lines("%s") do codes[#codes + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local body = "grant_type=authorization_code&redirect_uri=%s&code=" .. codes[i]
+  return wrk.format("POST", "/token", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Authorization"] = "Basic %s",
+  }, body)
+end
+"""
+
+
+def _wrk(
+    url: str, seconds: int, connections: int, headers: dict[str, str], script: Path | None
+) -> dict[str, float]:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+
+    def ms(m: re.Match[str] | None) -> float | None:
+        if m is None:
+            return None
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    assert rate is not None, out
+    return {
+        "requests_per_s": float(rate.group(1)),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "p50_ms": ms(p50) or 0.0,
+        "p99_ms": ms(p99) or 0.0,
+    }
+
+
+def ensure_wrk() -> None:
+    """Install Debian's wrk when it is missing (apt-get update first if it must)."""
+    if shutil.which("wrk"):
+        return
+    print("authscale bench-server: wrk is missing; installing Debian's wrk ...", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    install = [*sudo, "apt-get", "install", "-y", "wrk"]
+    if subprocess.run(install, capture_output=True).returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update"], capture_output=True)
+        done = subprocess.run(install, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"authscale bench-server: could not install wrk: {done.stderr[-300:]}")
+
+
+def _flow(base: str) -> tuple[str, str, str]:
+    """Log alice in and run the code flow once: (sid cookie, access token, sub)."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(method: str, path: str, data: dict[str, str] | None = None) -> Any:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        req = urllib.request.Request(base + path, data=body, method=method)
+        with opener.open(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    challenge = call("GET", "/login")["challenge"]
+    who = call(
+        "POST",
+        "/login",
+        {
+            "email": "alice@example.com",
+            "password": "correct horse battery staple",
+            "challenge": challenge,
+        },
+    )
+    sid = next(c.value for c in jar if c.name == "sid")
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    no_follow = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+    query = urllib.parse.urlencode(
+        {
+            "client_id": "demo-service",
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+            "scope": "openid profile email",
+        }
+    )
+    try:
+        no_follow.open(base + "/authorize?" + query, timeout=10)
+        raise RuntimeError("authorize did not redirect")
+    except urllib.error.HTTPError as exc:
+        location = exc.headers["Location"]
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
+    req = urllib.request.Request(
+        base + "/token",
+        data=urllib.parse.urlencode(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+        ).encode(),
+        headers={"Authorization": "Basic " + _basic()},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        access = json.loads(r.read())["access_token"]
+    return str(sid), str(access), str(who["sub"])
+
+
+def _basic() -> str:
+    import base64
+
+    return base64.b64encode(b"demo-service:demo-service-secret").decode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="make bench-server")
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    args = p.parse_args(argv)
+    if (os.cpu_count() or 1) < 2:
+        print("authscale bench-server: needs two cores (server on one, wrk on the other)")
+        return 2
+    ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
+    redis_server = RedisServer(work / "redis").start()
+    pg = PostgresServer(work / "pg").start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": pg.url,
+        "ISSUER": base,
+        "AUTHSCALE_BENCH_ROUTES": "1",
+        "TOKEN_PER_IP": "100000000",
+        "TOKEN_PER_CLIENT": "100000000",
+    }
+    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            granian,
+            "--interface",
+            "asgi",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-log",
+            "server.asgi:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("granian did not start serving the app") from None
+                time.sleep(0.2)
+        sid, access, sub = _flow(base)
+        r = redis.Redis.from_url(redis_server.url)
+        r.set("bench:key", "value")
+        # Single-use codes for the token runs, written the way /authorize writes them.
+        n_codes = 20_000 * args.seconds + 1000  # far more than one core can consume
+        codes = [secrets.token_urlsafe(24) for _ in range(n_codes)]
+        record = json.dumps(
+            {
+                "client_id": "demo-service",
+                "redirect_uri": REDIRECT,
+                "sub": sub,
+                "scope": "openid",
+                "nonce": "",
+                "code_challenge": "",
+                "auth_time": int(time.time()),
+                "home": "us-east",
+            }
+        )
+        pipe = r.pipeline(transaction=False)
+        for code in codes:
+            pipe.set(f"code:{{{code}}}", record, ex=3600)
+        pipe.execute()
+        codes_file = work / "codes.txt"
+        codes_file.write_text("\n".join(codes) + "\n")
+        token_lua = work / "token.lua"
+        token_lua.write_text(
+            TOKEN_LUA % (codes_file, urllib.parse.quote(REDIRECT, safe=""), _basic())
+        )
+        runs = {
+            "baseline_redis_get": ("/bench/redis-get", {}, None),
+            "session_validation": ("/session", {"Cookie": f"sid={sid}"}, None),
+            "userinfo": ("/userinfo", {"Authorization": f"Bearer {access}"}, None),
+            "token_issue": ("/token", {}, token_lua),
+        }
+        for name, (path, headers, script) in runs.items():
+            print(f"measuring {name} for {args.seconds} s ...", file=sys.stderr)
+            results[name] = _wrk(base + path, args.seconds, args.connections, headers, script)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        redis_server.stop()
+        pg.remove()
+        shutil.rmtree(work, ignore_errors=True)
+    baseline = results["baseline_redis_get"]["requests_per_s"]
+    ratios = {k: round(results[k]["requests_per_s"] / baseline, 3) for k in GOALS}
+    report = {
+        "kind": "bench-server",
+        "server": "granian, 1 worker pinned to core 0",
+        "load": f"wrk -t1 -c{args.connections} -d{args.seconds}s pinned to core 1",
+        "results": results,
+        "ratios_to_baseline": ratios,
+        "goals": GOALS,
+        "goals_met": {k: ratios[k] >= g for k, g in GOALS.items()},
+    }
+    print(
+        f"{'route':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'ratio':>8}{'goal':>7}"
+    )
+    for name, res in results.items():
+        ratio = ratios.get(name)
+        goal = GOALS.get(name)
+        print(
+            f"{name:<22}{res['requests_per_s']:>10,.0f}{res['p50_ms']:>9.2f}{res['p99_ms']:>9.2f}"
+            f"{res['non_2xx']:>9}{'' if ratio is None else f'{ratio:.2f}':>8}"
+            f"{'' if goal is None else f'>={goal}':>7}"
+            + ("" if goal is None else ("  met" if ratio >= goal else "  MISSED"))  # type: ignore[operator]
+        )
+    run_dir = new_run_dir(Path(args.results_dir), "bench", "server")
+    write_json(run_dir / "bench-server.json", report)
+    point_latest(run_dir)
+    print(f"written: {run_dir / 'bench-server.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
