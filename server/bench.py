@@ -28,8 +28,8 @@ from typing import Any
 
 import redis
 
+from scenarios.results import new_run_dir, point_latest, write_json
 from server.infra import PostgresServer, RedisServer, free_port
-from sim.results import new_run_dir, point_latest, write_json
 
 GOALS = {"session_validation": 0.8, "userinfo": 0.6, "token_issue": 0.25}
 REDIRECT = "http://127.0.0.1:8765/callback"

@@ -8,11 +8,12 @@ only after a run succeeds.
 from __future__ import annotations
 
 import csv
-import json
-import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from scenarios.results import new_run_dir, point_latest, write_json
+
+__all__ = ["CSV_FIELDS", "new_run_dir", "point_latest", "write_json", "write_latency_csv"]
 
 CSV_FIELDS = (
     "architecture",
@@ -38,23 +39,6 @@ CSV_FIELDS = (
 )
 
 
-def new_run_dir(root: Path, kind: str, tag: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = root / kind / f"{stamp}-{tag}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    path.mkdir(parents=True)
-    return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
-
-
 def write_latency_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
@@ -69,11 +53,3 @@ def write_latency_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                 pair = row.get(key) or [None, None]
                 flat[lo], flat[hi] = pair
             out.writerow(flat)
-
-
-def point_latest(run_dir: Path) -> None:
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_dir.name)
-    tmp.replace(link)
