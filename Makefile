@@ -70,4 +70,4 @@ bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times
 	$(PY) -m sim.bench $(if $(PEAK),--peak)
 
 clean: ## remove .venv and generated results
-	rm -rf $(VENV) results/sim results/bench results/cost
+	rm -rf $(VENV) results/sim results/bench results/cost .run
