@@ -78,6 +78,7 @@ def test_database_down_answers_503_and_writes_nothing(
     _, pg = stores
     issued = tokens(client)
     assert client.get("/session").status_code == 200  # now cached in Redis
+    assert client.get("/userinfo", headers=bearer(issued["access_token"])).status_code == 200
     verifier, challenge = pkce()
     code = code_of(authorize(client, challenge))
     sessions_before = _count(settings, "sessions")
@@ -85,6 +86,8 @@ def test_database_down_answers_503_and_writes_nothing(
     pg.stop()
     try:
         assert client.get("/session").status_code == 200  # served from the cache
+        cached = client.get("/userinfo", headers=bearer(issued["access_token"]))
+        assert cached.status_code == 200 and cached.json()["email"] == "alice@example.com"
         for response in (
             login(client),
             exchange(client, code, verifier),

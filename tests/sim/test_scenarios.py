@@ -147,7 +147,7 @@ def test_crdb_node_loss_stalls_until_lease_expiry_then_recovers() -> None:
     assert [s["survival"] for s in summaries] == ["zone", "region"]
     for variant, summary in zip(variants, summaries, strict=True):
         _check_accounting(variant)
-        assert summary["failed"] == 0
+        assert summary["failed"] == 0 and summary["lost_writes"] == 0
         ev = summary["events"][0]
         assert ev["recovered_after_s"] == pytest.approx(9.0)
         assert abs(ev["measured_recovery_s"] - 9) <= 1
@@ -168,6 +168,7 @@ def test_crdb_region_loss_zone_loses_writes_region_moves_leases() -> None:
     assert zerr[:10].sum() == 0 and zerr[41:].sum() == 0 and zerr[10:40].all()
     assert set(zone["errors_by_kind"]) == {"crdb_unavailable"}
     assert region["failed"] == 0
+    assert zone["lost_writes"] == region["lost_writes"] == 0
     assert region["events"][0]["recovered_after_s"] == pytest.approx(9.0)
     assert region["availability"] > zone["availability"]
 
