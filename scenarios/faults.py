@@ -156,7 +156,8 @@ class DurableObjectReshard(_Event):
 
     Keys written before the change still live in the old objects: a new object that does
     not hold a key yet forwards the read to the old one and keeps the answer (lazy
-    migration). `for_s` is how long the old objects stay reachable for forwarding.
+    migration). `for_s` is how long the old objects stay reachable for forwarding; after
+    it the keys still unmoved are assumed copied by a background job (not modelled).
     """
 
     component: Literal["do_reshard"]
