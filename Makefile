@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop cost test lint bench-sim bench-server clean
+.PHONY: help venv simulate scenarios server stack stop loadtest locust cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,16 @@ server: $(STAMP) ## the OIDC provider on 127.0.0.1:$(PORT); its own Redis/Postgr
 REGIONS ?= ap-ne,us-west
 stack: $(STAMP) ## one server + Redis per region, shared PostgreSQL: REGIONS=ap-ne,us-west (ports 8001...)
 	$(PY) -m server.stack --regions $(REGIONS)
+
+LOAD_ARGS = $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) \
+            --regions $(if $(filter command line environment,$(origin REGIONS)),$(REGIONS),ap-ne) \
+            $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) \
+            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(CLOSED),--closed-loop)
+loadtest: $(STAMP) ## headless open-loop load: QPS=50 DURATION=30 REGIONS=ap-ne [HOST=] [WORKERS=] [SCENARIO=] [CLOSED=1]
+	$(PY) -m loadgen $(LOAD_ARGS)
+
+locust: $(STAMP) ## Locust's web UI on http://127.0.0.1:8089 against the stack (REGIONS=, QPS= for the open-loop user)
+	$(PY) -m loadgen --web $(LOAD_ARGS)
 
 stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop

@@ -31,8 +31,11 @@ class Stack:
     survival: str | None = None
     run_dir: Path = RUN_DIR
     issuer: str = "http://127.0.0.1:8000"
+    limits: dict[str, str] = field(default_factory=dict)  # env overrides, e.g. LOGIN_PER_IP
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     stores: list[RedisServer | PostgresServer] = field(default_factory=list)
+    redis: dict[str, RedisServer] = field(default_factory=dict)
+    postgres: PostgresServer | None = None  # when the stack started its own
 
     def url(self, region: str) -> str:
         return f"http://127.0.0.1:{self.base_port + self.regions.index(region)}"
@@ -46,10 +49,12 @@ class Stack:
             if not self.database_url:
                 pg = PostgresServer(self.run_dir / "postgres").start()
                 self.stores.append(pg)
+                self.postgres = pg
                 self.database_url = pg.url
             for region in self.regions:
                 redis = RedisServer(self.run_dir / region / "redis").start()
                 self.stores.append(redis)
+                self.redis[region] = redis
                 env = {
                     **os.environ,
                     "REGION": region,
@@ -59,6 +64,7 @@ class Stack:
                     "ISSUER": self.issuer,
                     "AUTHSCALE_RUN_DIR": str(self.run_dir / region),
                     **({"SURVIVAL": self.survival} if self.survival else {}),
+                    **self.limits,
                 }
                 log = (self.run_dir / region / "server.log").open("ab")
                 self.processes[region] = subprocess.Popen(

@@ -3,8 +3,9 @@
 Each event of a scenario runs as a SimPy process (`sim.fault_events`) that changes this
 state at the times the scenario's timings give (a primary dies, the cluster is marked
 FAIL after the node timeout, a replica is promoted after its election delay; a lease
-expires; health checks fail and geo routing moves a region's traffic). Every visit a request makes to a
-queued component asks the engine for its route: the station the key hashes to when all
+expires; health checks fail and geo routing moves a region's traffic). Every visit a
+request makes to a queued component asks the engine for its route: the station the key
+hashes to when all
 is well; a live node after a lease moved, waiting for the expiry if the lease has not yet
 moved; another region; or no route at all, and then the step's own rule decides: a cache
 lookup falls back to the database (`miss`), a cache fill or fail-open limiter is skipped

@@ -1,0 +1,272 @@
+"""The Locust users of `make loadtest`: open-loop requests at a target rate.
+
+Send times follow one Poisson schedule per process (`loadgen.workload.Schedule`); a free
+user takes the next slot, does the slot's unmeasured preparation (a login challenge, an
+authorization code), sleeps until the intended send time and sends. Latency is measured
+from the intended time, so a slow server delays no send time and hides no wait
+(coordinated omission); a slot whose time has passed when a user takes it is a late start.
+Identities (seeded users with a session and a token) are signed in before the clock starts.
+The run's configuration comes from the JSON file named by $AUTHSCALE_LOAD; at the end the
+recorder is written to the file that configuration names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadgen.identity import (
+    AUTHORIZE_QUERY,
+    BASIC,
+    PASSWORD,
+    REDIRECT,
+    Identity,
+    code_from,
+    email_of,
+    sign_in,
+)
+from loadgen.recorder import Recorder
+from loadgen.servers import server_counts
+from loadgen.workload import Schedule, Slot
+from scenarios import load_world
+
+LATE_S = 0.005  # a slot taken more than this after its time is a late start
+CONFIG: dict[str, Any] = json.loads(Path(os.environ["AUTHSCALE_LOAD"]).read_text())
+URLS: dict[str, str] = CONFIG["urls"]
+# With WORKERS=N each worker sends its own Poisson stream at QPS/N (their sum is Poisson at
+# QPS), with a seed of its own.
+WORKER = int(os.environ.get("AUTHSCALE_WORKER_INDEX", "0"))
+SCHEDULE = Schedule(
+    load_world("seed"),
+    CONFIG["regions"],
+    CONFIG["qps"] / CONFIG.get("workers", 1),
+    CONFIG["seed"] * 1000 + WORKER,
+    [(a, b, q / CONFIG.get("workers", 1)) for a, b, q in CONFIG.get("rate_segments", [])],
+)
+RECORDER = Recorder()  # this process's numbers since its last report to the master
+TOTAL = Recorder()  # everything this worker recorded (written at the end, for checks)
+IDENTITIES: dict[str, list[Identity]] = {}
+START = Event()
+STATE: dict[str, float] = {}
+BEFORE: dict[str, int] = {}
+
+
+ENVIRONMENT: dict[str, Any] = {}
+
+
+@events.init.add_listener
+def remember_environment(environment: Any, **_: Any) -> None:
+    ENVIRONMENT["env"] = environment
+
+
+def _is_master(environment: Any) -> bool:
+    return isinstance(environment.runner, MasterRunner)
+
+
+@events.test_start.add_listener
+def sign_in_identities(environment: Any, **_: Any) -> None:
+    if _is_master(environment):
+        return  # the master sends nothing
+    for region in CONFIG["regions"]:
+        IDENTITIES[region] = [
+            sign_in(URLS[region], email_of(region, i), region)
+            for i in range(CONFIG["identities_per_region"])
+        ]
+
+
+@events.spawning_complete.add_listener
+def start_the_clock(**_: Any) -> None:
+    if not isinstance(ENVIRONMENT["env"].runner, WorkerRunner):
+        BEFORE.update(server_counts(URLS))  # after the sign-ins: only the run is counted
+        # The harness's fault driver times its actions from this wall-clock start.
+        Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
+    STATE["start"] = time.perf_counter() + 0.2
+    START.set()
+
+
+@events.report_to_master.add_listener
+def ship_to_master(data: dict[str, Any], **_: Any) -> None:
+    """Every worker report carries what was recorded since the last one (no yield between
+    the copy and the reset, so nothing recorded in between is lost)."""
+    global RECORDER
+    data["authscale"] = RECORDER.to_json()
+    RECORDER = Recorder()
+
+
+@events.worker_report.add_listener
+def merge_from_worker(data: dict[str, Any], **_: Any) -> None:
+    if "authscale" in data:
+        RECORDER.merge_json(data["authscale"])
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _write(recorder: Recorder, path: str) -> None:
+    recorder.cpu_s += _cpu_s()
+    recorder.server_counts = {op: n - BEFORE.get(op, 0) for op, n in server_counts(URLS).items()}
+    Path(path).write_text(json.dumps(recorder.to_json()))
+
+
+@events.test_stop.add_listener
+def write_the_recorder(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        TOTAL.cpu_s = _cpu_s()
+        Path(CONFIG["out"]).with_suffix(f".worker{WORKER}.json").write_text(
+            json.dumps(TOTAL.to_json())
+        )
+    elif not _is_master(environment):
+        _write(RECORDER, CONFIG["out"])
+
+
+@events.quitting.add_listener
+def write_the_merged_recorder(environment: Any, **_: Any) -> None:
+    """The master writes last, after the workers' final reports have come in."""
+    if _is_master(environment):
+        _write(RECORDER, CONFIG["out"])
+
+
+class AuthscaleUser(FastHttpUser):
+    """What both kinds of sender share: preparing, sending and recording a slot's request."""
+
+    abstract = True
+    host = next(iter(URLS.values()))
+    wait_time = constant(0)
+
+    def finish(self, slot: Slot, due: float, error: str | None, second: int | None = None) -> None:
+        latency_us = int((time.perf_counter() - due) * 1e6)
+        key = (slot.operation, slot.locality, slot.edge)
+        second = int(slot.intended_s) if second is None else second
+        RECORDER.record(key, second, latency_us, error)
+        TOTAL.record(key, second, latency_us, error)
+
+    def prepare(self, slot: Slot, who: Identity, base: str) -> str:
+        """Unmeasured work a request needs first: a login challenge, an authorization code."""
+        if slot.operation == "login":
+            response = self.client.get(base + "/login", name="(prepare) challenge")
+            return str(response.json()["challenge"])
+        if slot.operation == "token_issue":
+            response = self.client.get(
+                base + "/authorize?" + AUTHORIZE_QUERY,
+                headers={"Cookie": f"sid={who.sid}"},
+                allow_redirects=False,
+                name="(prepare) authorize",
+            )
+            return code_from(response.headers["location"])
+        return ""
+
+    def send(self, slot: Slot, who: Identity, base: str, prepared: str) -> str | None:
+        op = slot.operation
+        kwargs: dict[str, Any] = {"name": op, "catch_response": True}
+        if op == "session_validation":
+            call = self.client.get(
+                base + "/session", headers={"Cookie": f"sid={who.sid}"}, **kwargs
+            )
+        elif op == "userinfo":
+            call = self.client.get(
+                base + "/userinfo",
+                headers={"Authorization": f"Bearer {who.access_token}"},
+                **kwargs,
+            )
+        elif op == "profile_update":
+            call = self.client.request(
+                "PATCH",
+                base + "/profile",
+                json={"locale": random.choice(["en-US", "ja-JP", "de-DE"])},
+                headers={"Authorization": f"Bearer {who.access_token}"},
+                **kwargs,
+            )
+        elif op == "login":
+            call = self.client.post(
+                base + "/login",
+                data={"email": who.email, "password": PASSWORD, "challenge": prepared},
+                **kwargs,
+            )
+        else:
+            call = self.client.post(
+                base + "/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": prepared,
+                    "redirect_uri": REDIRECT,
+                },
+                headers={"Authorization": BASIC},
+                **kwargs,
+            )
+        with call as response:
+            if response.status_code == 0:
+                response.failure("connection failed")
+                return "connection"
+            if response.status_code >= 400:
+                response.failure(f"HTTP {response.status_code}")
+                return f"http_{response.status_code}"
+            response.success()
+        return None
+
+
+class OpenLoopUser(AuthscaleUser):
+    """One concurrent sender; the schedule, not the user, decides when requests go."""
+
+    @task
+    def send_next(self) -> None:
+        START.wait()
+        slot = SCHEDULE.next()
+        if slot.intended_s > CONFIG["duration_s"]:
+            SCHEDULE.t = CONFIG["duration_s"]  # the schedule is over: stay idle
+            gevent.sleep(0.5)
+            return
+        who = random.choice(IDENTITIES[slot.home])
+        base = URLS[slot.edge]
+        try:
+            prepared = self.prepare(slot, who, base)
+        except Exception as exc:  # the preparation failed: the slot still counts
+            self.finish(slot, time.perf_counter(), f"prepare_{type(exc).__name__}")
+            return
+        due = STATE["start"] + slot.intended_s
+        delay = due - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        elif -delay > LATE_S:
+            RECORDER.late_starts += 1
+            TOTAL.late_starts += 1
+        RECORDER.sent += 1
+        TOTAL.sent += 1
+        self.finish(slot, due, self.send(slot, who, base, prepared))
+
+
+class ClosedLoopUser(AuthscaleUser):
+    """Closed loop, for comparison: each sender sends its next request when the last one
+    has answered, and latency is timed from the actual send (Locust's usual model: a slow
+    server slows the offered load and hides its own delay). The mix is the same."""
+
+    @task
+    def send_back_to_back(self) -> None:
+        START.wait()
+        elapsed = time.perf_counter() - STATE["start"]
+        if elapsed > CONFIG["duration_s"]:
+            gevent.sleep(0.5)
+            return
+        slot = SCHEDULE.next()  # its operation, edge and home; its time is ignored
+        who = random.choice(IDENTITIES[slot.home])
+        base = URLS[slot.edge]
+        try:
+            prepared = self.prepare(slot, who, base)
+        except Exception as exc:
+            self.finish(slot, time.perf_counter(), f"prepare_{type(exc).__name__}", int(elapsed))
+            return
+        sent = time.perf_counter()
+        RECORDER.sent += 1
+        TOTAL.sent += 1
+        self.finish(slot, sent, self.send(slot, who, base, prepared), int(elapsed))

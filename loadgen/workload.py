@@ -1,0 +1,82 @@
+"""What the load generator sends: the simulator's workload, for the regions of the stack.
+
+Operations follow the scenario's mix; each request's edge region follows the regions'
+traffic shares (renormalised over the regions that run); a share of requests
+(`cross_region_share`) comes from users homed in another running region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scenarios.loader import World
+from scenarios.workload import OPERATIONS
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One request of the open-loop schedule."""
+
+    intended_s: float  # seconds after the start of the measured run
+    operation: str
+    edge: str  # the region whose server takes it
+    home: str  # the region the user is homed in
+
+    @property
+    def locality(self) -> str:
+        return "same_region" if self.edge == self.home else "cross_region"
+
+
+class Schedule:
+    """A Poisson process at `qps`, each arrival drawn an operation, an edge and a home.
+
+    `segments` ((start_s, end_s, qps) windows) change the rate for a while; the process is
+    then drawn at the highest rate and thinned (an arrival at t is kept with probability
+    rate(t) / highest), which is exact for a piecewise-constant rate.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        regions: list[str],
+        qps: float,
+        seed: int,
+        segments: list[tuple[float, float, float]] | None = None,
+    ) -> None:
+        if qps <= 0:
+            raise ValueError(f"QPS={qps:g} must be > 0")
+        self.rng = np.random.default_rng(seed)
+        self.qps = qps
+        self.segments = segments or []
+        self.peak = max([qps, *(q for _, _, q in self.segments)])
+        self.regions = regions
+        work = world.workload
+        shares = np.array([work.region_share[r] for r in regions], dtype=float)
+        self.region_p = shares / shares.sum()
+        self.mix_p = np.array([work.mix[o].value for o in OPERATIONS])
+        self.mix_p /= self.mix_p.sum()
+        self.cross = work.cross_region_share.value if len(regions) > 1 else 0.0
+        self.t = 0.0
+
+    def rate(self, t: float) -> float:
+        for start, end, q in self.segments:
+            if start <= t < end:
+                return q
+        return self.qps
+
+    def next(self) -> Slot:
+        while True:
+            self.t += float(self.rng.exponential(1.0 / self.peak))
+            if self.peak == self.qps and not self.segments:
+                break
+            if self.rng.random() * self.peak < self.rate(self.t):
+                break
+        edge = self.regions[int(self.rng.choice(len(self.regions), p=self.region_p))]
+        home = edge
+        if self.rng.random() < self.cross:
+            others = [r for r in self.regions if r != edge]
+            home = others[int(self.rng.integers(len(others)))]
+        op = OPERATIONS[int(self.rng.choice(len(OPERATIONS), p=self.mix_p))]
+        return Slot(self.t, op, edge, home)
