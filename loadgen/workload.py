@@ -66,17 +66,30 @@ class Schedule:
                 return q
         return self.qps
 
+    BLOCK = 4096  # draws made at once: one numpy call per block, not five per request
+
+    def _refill(self) -> None:
+        n, rng = self.BLOCK, self.rng
+        self._gaps = rng.exponential(1.0 / self.peak, n).tolist()
+        self._keep = (rng.random(n) * self.peak).tolist()
+        self._edges = rng.choice(len(self.regions), size=n, p=self.region_p).tolist()
+        self._cross = (rng.random(n) < self.cross).tolist()
+        self._other = rng.random(n).tolist()
+        self._ops = rng.choice(len(OPERATIONS), size=n, p=self.mix_p).tolist()
+        self._i = 0
+
     def next(self) -> Slot:
         while True:
-            self.t += float(self.rng.exponential(1.0 / self.peak))
-            if self.peak == self.qps and not self.segments:
+            if getattr(self, "_i", self.BLOCK) >= self.BLOCK:
+                self._refill()
+            i = self._i
+            self._i += 1
+            self.t += self._gaps[i]
+            if not self.segments or self._keep[i] < self.rate(self.t):
                 break
-            if self.rng.random() * self.peak < self.rate(self.t):
-                break
-        edge = self.regions[int(self.rng.choice(len(self.regions), p=self.region_p))]
+        edge = self.regions[self._edges[i]]
         home = edge
-        if self.rng.random() < self.cross:
+        if self._cross[i]:
             others = [r for r in self.regions if r != edge]
-            home = others[int(self.rng.integers(len(others)))]
-        op = OPERATIONS[int(self.rng.choice(len(OPERATIONS), p=self.mix_p))]
-        return Slot(self.t, op, edge, home)
+            home = others[int(self._other[i] * len(others))]
+        return Slot(self.t, OPERATIONS[self._ops[i]], edge, home)
