@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_schedule_rate_mix_and_localities() -> None:
     cross = sum(s.locality == "cross_region" for s in slots) / len(slots)
     assert cross == pytest.approx(WORLD.workload.cross_region_share.value, abs=0.003)
     assert all(s.home != s.edge for s in slots if s.locality == "cross_region")
-    assert all(s.intended_s < t.intended_s for s, t in zip(slots, slots[1:], strict=False))
+    assert all(s.intended_s < t.intended_s for s, t in pairwise(slots))
 
 
 def test_one_region_has_no_cross_region_traffic_and_seeds_repeat() -> None:
