@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop loadtest locust cost test lint bench-sim bench-server clean
+.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,7 +59,8 @@ stack: $(STAMP) ## one server + Redis per region, shared PostgreSQL: REGIONS=ap-
 LOAD_ARGS = $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) \
             --regions $(if $(filter command line environment,$(origin REGIONS)),$(REGIONS),ap-ne) \
             $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) \
-            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(CLOSED),--closed-loop)
+            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(CLOSED),--closed-loop) \
+            $(if $(MIX),--mix $(MIX))
 loadtest: $(STAMP) ## headless open-loop load: QPS=50 DURATION=30 REGIONS=ap-ne [HOST=] [WORKERS=] [SCENARIO=] [CLOSED=1]
 	$(PY) -m loadgen $(LOAD_ARGS)
 
@@ -75,6 +76,9 @@ cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING
 
 bench-server: $(STAMP) ## server req/s per core (granian on core 0, wrk on core 1) vs a one-GET baseline
 	$(PY) -m server.bench
+
+bench-loadgen: $(STAMP) ## Locust sender req/s per core (ours vs bare FastHttpUser) and the highest QPS sustained end to end
+	$(PY) -m loadgen.bench
 
 bench-sim: $(STAMP) ## model speed vs a bare SimPy M/M/1 loop (PEAK=1 also times LOAD=peak)
 	$(PY) -m sim.bench $(if $(PEAK),--peak)

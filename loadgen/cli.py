@@ -45,6 +45,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", default="1")
     p.add_argument("--identities", default="20", help="signed-in users per region")
     p.add_argument("--workers", default="1", help="Locust worker processes (1: no master)")
+    p.add_argument("--mix", default="default", help="default, or one operation to send alone")
     p.add_argument(
         "--closed-loop", action="store_true", help="send back to back, timed from the send"
     )
@@ -76,6 +77,10 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(
             f"unknown REGIONS={args.regions!r}: choose from {', '.join(world.topology.regions)}"
         )
+    if args.mix != "default" and args.mix not in OPERATIONS:
+        raise UsageError(
+            f"unknown MIX={args.mix!r}: choose default or one of {', '.join(OPERATIONS)}"
+        )
     scenario = None
     actions: list[Action] = []
     if args.scenario:
@@ -102,6 +107,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "identities_per_region": _positive("IDENTITIES", args.identities, int),
         "workers": _positive("WORKERS", args.workers, int),
         "mode": "closed" if args.closed_loop else "open",
+        "only_operation": None if args.mix == "default" else args.mix,
         "web": args.web,
         "regions": regions,
     }

@@ -46,8 +46,15 @@ class Recorder:
             return
         row[1] += 1
         value = max(1, min(latency_us, MAX_US))
-        self.histograms.setdefault(key, new_histogram()).record_value(value)
-        self.second_hist.setdefault((second, region, op), new_histogram()).record_value(value)
+        # Not setdefault: that would build a histogram (tens of KB) on every call.
+        hist = self.histograms.get(key)
+        if hist is None:
+            hist = self.histograms[key] = new_histogram()
+        hist.record_value(value)
+        per_second = self.second_hist.get((second, region, op))
+        if per_second is None:
+            per_second = self.second_hist[(second, region, op)] = new_histogram()
+        per_second.record_value(value)
 
     def to_json(self) -> dict[str, Any]:
         def enc(h: HdrHistogram) -> str:

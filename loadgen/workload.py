@@ -44,6 +44,7 @@ class Schedule:
         qps: float,
         seed: int,
         segments: list[tuple[float, float, float]] | None = None,
+        only: str | None = None,
     ) -> None:
         if qps <= 0:
             raise ValueError(f"QPS={qps:g} must be > 0")
@@ -55,7 +56,14 @@ class Schedule:
         work = world.workload
         shares = np.array([work.region_share[r] for r in regions], dtype=float)
         self.region_p = shares / shares.sum()
-        self.mix_p = np.array([work.mix[o].value for o in OPERATIONS])
+        if only is not None and only not in OPERATIONS:
+            raise ValueError(
+                f"unknown MIX={only!r}: choose default or one of {', '.join(OPERATIONS)}"
+            )
+        # MIX=<operation> sends only that operation (a benchmark, a focused test).
+        self.mix_p = np.array(
+            [(o == only) if only else work.mix[o].value for o in OPERATIONS], dtype=float
+        )
         self.mix_p /= self.mix_p.sum()
         self.cross = work.cross_region_share.value if len(regions) > 1 else 0.0
         self.t = 0.0
