@@ -263,7 +263,7 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
             done = subprocess.run(main_cmd, env=env, text=True)
             done.stdout = done.stderr = ""
         else:
-            done = subprocess.run(main_cmd, env=env, capture_output=True, text=True)
+            done = _run_showing_progress(main_cmd, env)
     finally:
         for proc in helpers:
             try:
@@ -279,6 +279,20 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
     for worker_file in run_dir.glob("recorder.worker*.json"):  # the workers' own CPU
         recorder.cpu_s += json.loads(worker_file.read_text()).get("cpu_s", 0.0)
     return recorder
+
+
+def _run_showing_progress(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run Locust, echoing its progress lines as they come and keeping all the output."""
+    lines: list[str] = []
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("authscale progress:"):
+                print(line.rstrip(), flush=True)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
 
 def _row(op: str, locality: str, region: str, hist: Any, errors: dict[str, int]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ SCHEDULE = Schedule(
 )
 RECORDER = Recorder()  # this process's numbers since its last report to the master
 TOTAL = Recorder()  # everything this worker recorded (written at the end, for checks)
-KEEP_TOTAL = "AUTHSCALE_WORKER_INDEX" in os.environ  # only workers reset RECORDER
+# TOTAL is what a worker writes at the end (RECORDER is reset by each report to the master);
+# elsewhere it only keeps the counts the progress line shows.
+KEEP_TOTAL = "AUTHSCALE_WORKER_INDEX" in os.environ
 IDENTITIES: dict[str, list[Identity]] = {}
 START = Event()
 STATE: dict[str, float] = {}
@@ -97,6 +100,27 @@ def start_the_clock(**_: Any) -> None:
         Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
     STATE["start"] = time.perf_counter() + 0.2
     START.set()
+    if not isinstance(ENVIRONMENT["env"].runner, WorkerRunner):
+        gevent.spawn(report_progress)
+
+
+def report_progress() -> None:
+    """A line every 2 s on stderr while the schedule runs: the harness shows it."""
+    while True:
+        gevent.sleep(2.0)
+        elapsed = time.perf_counter() - STATE["start"]
+        if elapsed > CONFIG["duration_s"] + 1:
+            return
+        # The master's RECORDER accumulates the workers' reports; a single process counts
+        # in TOTAL.
+        seen = RECORDER if _is_master(ENVIRONMENT["env"]) else TOTAL
+        errors = sum(sum(kinds.values()) for kinds in seen.errors.values())
+        print(
+            f"authscale progress: {elapsed:5.0f}/{CONFIG['duration_s']:g} s  "
+            f"sent {seen.sent:,}  late starts {seen.late_starts:,}  errors {errors:,}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @events.report_to_master.add_listener
@@ -157,6 +181,8 @@ class AuthscaleUser(FastHttpUser):
         RECORDER.record(key, second, latency_us, error)
         if KEEP_TOTAL:
             TOTAL.record(key, second, latency_us, error)
+        elif error is not None:
+            TOTAL.errors[key][error] += 1
 
     def prepare(self, slot: Slot, who: Identity, base: str) -> str:
         """Unmeasured work a request needs first: a login challenge, an authorization code."""

@@ -34,8 +34,11 @@ ROW_KEYS = {
 }
 
 
-def test_headless_run_writes_results_that_agree_with_the_servers(tmp_path: Path) -> None:
+def test_headless_run_writes_results_that_agree_with_the_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = _run(tmp_path, "--qps", "30", "--duration", "5", "--regions", "ap-ne,us-west")
+    assert "authscale progress:" in capsys.readouterr().out  # shown while it runs
     names = {p.name for p in run.iterdir()}
     assert {"summary.json", "timeline.csv", "locust_stats.csv", "locust.html"} <= names
     summary = json.loads((run / "summary.json").read_text())
