@@ -61,7 +61,7 @@ LOAD_ARGS = $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) \
             $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) \
             $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(CLOSED),--closed-loop) \
             $(if $(MIX),--mix $(MIX))
-loadtest: $(STAMP) ## headless open-loop load: QPS=50 DURATION=30 REGIONS=ap-ne [HOST=] [WORKERS=] [SCENARIO=] [CLOSED=1]
+loadtest: $(STAMP) ## headless open-loop load: QPS=500 DURATION=30 REGIONS=ap-ne [HOST=] [WORKERS=] [SCENARIO=] [CLOSED=1]
 	$(PY) -m loadgen $(LOAD_ARGS)
 
 locust: $(STAMP) ## Locust's web UI on http://127.0.0.1:8089 against the stack (REGIONS=, QPS= for the open-loop user)

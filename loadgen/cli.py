@@ -20,7 +20,7 @@ from typing import Any
 
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
-from loadgen.recorder import Recorder
+from loadgen.recorder import Recorder, new_histogram
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
 from scenarios.results import new_run_dir, point_latest, write_json
@@ -38,7 +38,7 @@ class UsageError(Exception):
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="make loadtest")
-    p.add_argument("--qps", default="50", help="target requests per second (open loop)")
+    p.add_argument("--qps", default="500", help="target requests per second (open loop)")
     p.add_argument("--duration", default="", help="measured seconds (30, or the scenario's)")
     p.add_argument("--regions", default="ap-ne", help="regions of the stack, comma-separated")
     p.add_argument("--host", default="", help="a running server (one region) instead of a stack")
@@ -218,7 +218,11 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
     user_class = "ClosedLoopUser" if config["mode"] == "closed" else "OpenLoopUser"
     if config.get("web"):
         # The web UI: the user picks the class and the numbers; the run lasts until stopped.
-        main_cmd = [*base, "--class-picker", "--web-host", "127.0.0.1", "--web-port", "8089"]
+        # The load shapes are offered in the UI only: in a headless run a shape in the
+        # locustfile would take over from -u, -r and -t.
+        files = f"{LOCUSTFILE},{LOCUSTFILE.with_name('shapes.py')}"
+        main_cmd = [sys.executable, "-m", "locust", "-f", files, "--loglevel", "WARNING"]
+        main_cmd += ["--class-picker", "--web-host", "127.0.0.1", "--web-port", "8089"]
         main_cmd += ["-u", str(users), "-r", str(min(users, 200)), "--csv", str(run_dir / "locust")]
     else:
         main_cmd = [
@@ -353,18 +357,51 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
 
 
 def _write_timeline(path: Path, rec: Recorder) -> None:
+    """Per second, region and operation, with `all` rows, in the simulator's columns.
+
+    Cache hit rate and database utilisation are not visible from the client: blank.
+    """
+    kinds = sorted({k for per in rec.second_errors.values() for k in per})
+    seconds = sorted({s for s, _, _ in rec.seconds})
+    regions = sorted({r for _, r, _ in rec.seconds})
+    fields = ["t_s", "region", "operation", "offered", "completed", "errors"]
+    fields += [f"errors_{k}" for k in kinds]
+    fields += ["availability", "p50_ms", "p99_ms", "cache_hit_rate", "db_utilisation"]
     with path.open("w", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(
-            ["t_s", "region", "operation", "offered", "completed", "errors", "p50_ms", "p99_ms"]
-        )
-        for (second, region, op), (offered, completed, errors) in sorted(rec.seconds.items()):
-            hist = rec.second_hist.get((second, region, op))
-            p50 = p99 = ""
-            if hist is not None and hist.get_total_count():
-                p50 = f"{hist.get_value_at_percentile(50) / 1000:.3f}"
-                p99 = f"{hist.get_value_at_percentile(99) / 1000:.3f}"
-            out.writerow([second, region, op, offered, completed, errors, p50, p99])
+        out = csv.DictWriter(fh, fieldnames=fields)
+        out.writeheader()
+        for second in seconds:
+            for region in [*regions, "all"]:
+                for op in [*OPERATIONS, "all"]:
+                    keys = [
+                        (second, r, o)
+                        for r in (regions if region == "all" else [region])
+                        for o in (OPERATIONS if op == "all" else [op])
+                        if (second, r, o) in rec.seconds
+                    ]
+                    if not keys:
+                        continue
+                    offered = sum(rec.seconds[k][0] for k in keys)
+                    completed = sum(rec.seconds[k][1] for k in keys)
+                    hist = new_histogram()
+                    for k in keys:
+                        if k in rec.second_hist:
+                            hist.add(rec.second_hist[k])
+                    row: dict[str, Any] = {
+                        "t_s": second, "region": region, "operation": op,
+                        "offered": offered, "completed": completed,
+                        "errors": offered - completed,
+                        "availability": f"{completed / offered:.5f}" if offered else "",
+                        "p50_ms": "", "p99_ms": "", "cache_hit_rate": "", "db_utilisation": "",
+                    }  # fmt: skip
+                    for kind in kinds:
+                        row[f"errors_{kind}"] = sum(
+                            rec.second_errors.get(k, {}).get(kind, 0) for k in keys
+                        )
+                    if hist.get_total_count():
+                        row["p50_ms"] = f"{hist.get_value_at_percentile(50) / 1000:.3f}"
+                        row["p99_ms"] = f"{hist.get_value_at_percentile(99) / 1000:.3f}"
+                    out.writerow(row)
 
 
 def _print(summary: dict[str, Any], run_dir: Path) -> None:

@@ -32,6 +32,9 @@ class Recorder:
         # per second: (second, region, operation) -> [offered, completed, errors]
         self.seconds: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self.second_hist: dict[tuple[int, str, str], HdrHistogram] = {}
+        self.second_errors: dict[tuple[int, str, str], dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
         # what the servers' /metrics counted per operation during the measured run
         self.server_counts: dict[str, int] = {}
         self.cpu_s = 0.0  # CPU seconds of the load generator's processes
@@ -42,6 +45,7 @@ class Recorder:
         row[0] += 1
         if error is not None:
             self.errors[key][error] += 1
+            self.second_errors[(second, region, op)][error] += 1
             row[2] += 1
             return
         row[1] += 1
@@ -67,6 +71,7 @@ class Recorder:
             "sent": self.sent,
             "seconds": [[*k, *v] for k, v in self.seconds.items()],
             "second_hist": [[*k, enc(h)] for k, h in self.second_hist.items()],
+            "second_errors": [[*k, dict(v)] for k, v in self.second_errors.items()],
             "server_counts": self.server_counts,
             "cpu_s": self.cpu_s,
         }
@@ -94,6 +99,9 @@ class Recorder:
             row[1] += completed
             row[2] += errors
         self.cpu_s += data.get("cpu_s", 0.0)
+        for second, region, op, kinds in data.get("second_errors", []):
+            for kind, n in kinds.items():
+                self.second_errors[(second, region, op)][kind] += n
         for op, n in data.get("server_counts", {}).items():
             self.server_counts[op] = self.server_counts.get(op, 0) + n
         for second, region, op, text in data["second_hist"]:

@@ -54,7 +54,11 @@ def test_headless_run_writes_results_that_agree_with_the_servers(
     assert set(summary["server_counts"]) == set(OPERATIONS)
     with (run / "timeline.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert sum(int(r["offered"]) for r in rows) == sum(summary["measured_counts"].values())
+    totals = [r for r in rows if r["region"] == "all" and r["operation"] == "all"]
+    assert sum(int(r["offered"]) for r in totals) == sum(summary["measured_counts"].values())
+    detail = [r for r in rows if r["region"] != "all" and r["operation"] != "all"]
+    assert sum(int(r["offered"]) for r in detail) == sum(summary["measured_counts"].values())
+    assert {"availability", "cache_hit_rate", "db_utilisation"} <= set(rows[0])
     # The stack was stopped: nothing answers on its ports any more.
     config = json.loads((run / "load-config.json").read_text())
     import urllib.request
@@ -207,6 +211,7 @@ def test_web_ui_offers_both_user_classes_and_stops_everything(tmp_path: Path) ->
             except OSError:
                 time.sleep(0.5)
         assert "OpenLoopUser" in page and "ClosedLoopUser" in page
+        assert "StepShape" in page and "SpikeShape" in page
         config = json.loads(next((tmp_path / "load").glob("*/load-config.json")).read_text())
     finally:
         proc.send_signal(signal.SIGINT)
