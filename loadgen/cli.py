@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"authscale loadtest: starting the stack for {','.join(config['regions'])} ...")
             stack = Stack(
-                config["regions"], run_dir=Path(".run/loadtest"), limits=_limits(config)
+                config["regions"],
+                run_dir=Path(os.environ.get("AUTHSCALE_RUN_DIR", ".run")) / "loadtest",
+                limits=_limits(config),
             ).start()
             config["urls"] = {r: stack.url(r) for r in config["regions"]}
             assert stack.database_url is not None

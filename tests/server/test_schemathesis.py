@@ -71,6 +71,7 @@ def test_generated_requests_find_no_server_error(
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # its cache goes there, not into the source tree
         )
     finally:
         server.terminate()
