@@ -11,6 +11,7 @@ what to compare: absolute rates move with the machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import redis
 
 from scenarios.results import new_run_dir, point_latest, write_json
 from server.infra import PostgresServer, RedisServer, free_port
+from server.security import b64url
 
 GOALS = {"session_validation": 0.8, "userinfo": 0.6, "token_issue": 0.25}
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -39,10 +41,10 @@ for line in io.lines("%s") do codes[#codes + 1] = line end
 local i = 0
 request = function()
   i = i + 1
-  local body = "grant_type=authorization_code&redirect_uri=%s&code=" .. codes[i]
+  local body = "grant_type=authorization_code&client_id=demo-spa&redirect_uri=%s"
+    .. "&code_verifier=%s&code=" .. codes[i]
   return wrk.format("POST", "/token", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["Authorization"] = "Basic %s",
   }, body)
 end
 """
@@ -213,14 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         # Single-use codes for the token runs, written the way /authorize writes them.
         n_codes = 20_000 * args.seconds + 1000  # far more than one core can consume
         codes = [secrets.token_urlsafe(24) for _ in range(n_codes)]
+        # The public client's default path: PKCE S256 and ES256 tokens (one verifier for
+        # every code: each code is still used once).
+        verifier = secrets.token_urlsafe(48)
+        challenge = b64url(hashlib.sha256(verifier.encode()).digest())
         record = json.dumps(
             {
-                "client_id": "demo-service",
+                "client_id": "demo-spa",
                 "redirect_uri": REDIRECT,
                 "sub": sub,
                 "scope": "openid",
                 "nonce": "",
-                "code_challenge": "",
+                "code_challenge": challenge,
                 "auth_time": int(time.time()),
                 "home": "us-east",
             }
@@ -233,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         codes_file.write_text("\n".join(codes) + "\n")
         token_lua = work / "token.lua"
         token_lua.write_text(
-            TOKEN_LUA % (codes_file, urllib.parse.quote(REDIRECT, safe=""), _basic())
+            TOKEN_LUA % (codes_file, urllib.parse.quote(REDIRECT, safe=""), verifier)
         )
         runs = {
             "baseline_redis_get": ("/bench/redis-get", {}, None),
