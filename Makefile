@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen cost test lint bench-sim bench-server clean
+.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen report cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ locust: $(STAMP) ## Locust's web UI on http://127.0.0.1:8089 against the stack (
 
 stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop
+
+report: $(STAMP) ## results/report.html from the newest sim, drill, load and cost runs (self-contained)
+	$(PY) -m report
 
 PRICING ?= seed
 cost: $(STAMP) ## monthly bill: MAU= ARCH=legacy|legacy-optimised|hybrid PRICING=seed|list

@@ -1,0 +1,323 @@
+"""`make report`: one self-contained HTML page from the runs under results/.
+
+It reads the newest steady-state simulation, failure drill, load test and cost runs
+(whichever exist), and draws: the seed's latency table as bands with the simulated and
+measured p50s on them; percentile curves, simulated against measured; the drill's timeline
+with the failure windows shaded; the cost tables; and a verdict table of every check with
+its numbers. plotly.js is inlined once, so the page reads offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from scenarios import load_seed_targets
+
+PERCENTILES = (("p50_ms", 50), ("p90_ms", 90), ("p95_ms", 95), ("p99_ms", 99), ("p999_ms", 99.9))
+
+
+class ReportError(Exception):
+    pass
+
+
+@dataclass
+class Inputs:
+    sim: dict[str, Any] | None = None
+    scenario: dict[str, Any] | None = None
+    scenario_timeline: list[dict[str, str]] = field(default_factory=list)
+    load: dict[str, Any] | None = None
+    costs: list[dict[str, Any]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _summaries(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for run in sorted(folder.glob("*/summary.json"), reverse=True):
+        if run.parent.name == "latest":
+            continue
+        try:
+            data = json.loads(run.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("status") == "ok":
+            out.append((run.parent, data))
+    return out
+
+
+def collect(results: Path) -> Inputs:
+    """The newest successful run of each kind under `results`."""
+    found = Inputs()
+    for run, data in _summaries(results / "sim"):
+        if data.get("kind") == "sim" and found.sim is None:
+            found.sim, found.sources["simulation"] = data, str(run)
+        if data.get("kind") == "sim-scenario" and found.scenario is None:
+            found.scenario, found.sources["failure drill"] = data, str(run)
+            with (run / "timeline.csv").open() as fh:
+                found.scenario_timeline = list(csv.DictReader(fh))
+    loads = _summaries(results / "load")
+    if loads:
+        found.sources["load test"] = str(loads[0][0])
+        found.load = loads[0][1]
+    seen = set()
+    for _, data in _summaries(results / "cost"):
+        key = (data.get("mau"), data.get("architecture"), data.get("pricing"))
+        if key not in seen:
+            seen.add(key)
+            found.costs.append(data)
+    if not (found.sim or found.scenario or found.load or found.costs):
+        raise ReportError(
+            f"no results to report under {results}: run make simulate, make loadtest, "
+            "make simulate SCENARIO=… or make cost first"
+        )
+    return found
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+def _measured_rows(load: dict[str, Any] | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The load test's row per (operation, locality) with the most samples."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in (load or {}).get("latency", []):
+        key = (row["operation"], row["locality"])
+        if row["n"] and (key not in best or row["n"] > best[key]["n"]):
+            best[key] = row
+    return best
+
+
+def seed_bands(inp: Inputs) -> go.Figure | None:
+    if inp.sim is None:
+        return None
+    rows = [
+        r
+        for r in inp.sim["latency"]
+        if r["region"] == "all" and r.get("seed_range_ms") and r["p50_ms"] is not None
+    ]
+    measured = _measured_rows(inp.load)
+    labels = [f"{r['architecture']} {r['operation']} {r['locality']}" for r in rows]
+    fig = go.Figure()
+    fig.add_bar(
+        y=labels,
+        x=[r["seed_range_ms"][1] - r["seed_range_ms"][0] for r in rows],
+        base=[r["seed_range_ms"][0] for r in rows],
+        orientation="h",
+        name="seed's range",
+        marker_color="rgba(120,160,220,0.35)",
+    )
+    fig.add_scatter(
+        y=labels,
+        x=[r["p50_ms"] for r in rows],
+        error_x={
+            "type": "data",
+            "symmetric": False,
+            "array": [(r["p50_ci_ms"] or [r["p50_ms"]] * 2)[1] - r["p50_ms"] for r in rows],
+            "arrayminus": [r["p50_ms"] - (r["p50_ci_ms"] or [r["p50_ms"]] * 2)[0] for r in rows],
+        },
+        mode="markers",
+        name="simulated p50 (95 % CI)",
+        marker={"color": "#c0392b", "size": 9},
+    )
+    hybrid = [(i, measured.get((r["operation"], r["locality"]))) for i, r in enumerate(rows)]
+    pts = [(labels[i], m["p50_ms"]) for i, m in hybrid if m and rows[i]["architecture"] == "hybrid"]
+    if pts:
+        fig.add_scatter(
+            y=[p[0] for p in pts], x=[p[1] for p in pts], mode="markers", name="measured p50",
+            marker={"color": "#27ae60", "size": 9, "symbol": "diamond"},
+        )  # fmt: skip
+    fig.update_layout(
+        title="The seed's latency table: ranges, simulated and measured p50",
+        xaxis={"title": "ms", "type": "log"},
+        height=120 + 28 * len(rows),
+        barmode="overlay",
+    )
+    return fig
+
+
+def percentile_curves(inp: Inputs) -> go.Figure | None:
+    if inp.sim is None:
+        return None
+    measured = _measured_rows(inp.load)
+    fig = go.Figure()
+    for row in inp.sim["latency"]:
+        if row["region"] != "all" or row["architecture"] != "hybrid" or row["p50_ms"] is None:
+            continue
+        name = f"{row['operation']} {row['locality']}"
+        fig.add_scatter(
+            x=[row[k] for k, _ in PERCENTILES], y=[q for _, q in PERCENTILES],
+            mode="lines+markers", name=f"sim {name}",
+        )  # fmt: skip
+        m = measured.get((row["operation"], row["locality"]))
+        if m is not None:
+            fig.add_scatter(
+                x=[m[k] for k, _ in PERCENTILES], y=[q for _, q in PERCENTILES],
+                mode="lines+markers", name=f"measured {name}", line={"dash": "dash"},
+            )  # fmt: skip
+    fig.update_layout(
+        title="Latency percentiles, simulated (solid) and measured (dashed)",
+        xaxis={"title": "ms", "type": "log"},
+        yaxis={"title": "percentile"},
+        height=480,
+    )
+    return fig
+
+
+def failure_timeline(inp: Inputs) -> go.Figure | None:
+    if inp.scenario is None or not inp.scenario_timeline:
+        return None
+    rows = [r for r in inp.scenario_timeline if r["region"] == "all" and r["operation"] == "all"]
+    goals = sorted({r.get("survival", "") for r in rows})
+    fig = make_subplots(
+        rows=4, cols=1, shared_xaxes=True,
+        subplot_titles=("offered req/s", "errors", "p99 ms", "cache hit rate"),
+    )  # fmt: skip
+    for goal in goals:
+        mine = [r for r in rows if r.get("survival", "") == goal]
+        t = [int(r["t_s"]) for r in mine]
+        label = f" ({goal})" if goal else ""
+        for i, (col, cast) in enumerate(
+            (("offered", float), ("errors", float), ("p99_ms", float), ("cache_hit_rate", float)),
+            start=1,
+        ):
+            fig.add_scatter(
+                x=t, y=[cast(r[col]) if r[col] else None for r in mine],
+                name=f"{col}{label}", row=i, col=1, mode="lines",
+            )  # fmt: skip
+    for ev in inp.scenario["variants"][0]["events"]:
+        fig.add_vrect(
+            x0=ev["start_s"], x1=ev["start_s"] + ev["for_s"], fillcolor="red", opacity=0.12,
+            line_width=0, annotation_text=f"{ev['component']} {ev['target']}",
+        )  # fmt: skip
+    fig.update_layout(
+        title=f"Failure drill {inp.scenario['scenario']}: {inp.scenario['description']}",
+        height=760,
+    )
+    fig.update_yaxes(type="log", row=3, col=1)
+    return fig
+
+
+def cost_figure(inp: Inputs) -> go.Figure | None:
+    if not inp.costs:
+        return None
+    fig = go.Figure()
+    for data in sorted(inp.costs, key=lambda d: (d["pricing"], d["architecture"], d["mau"])):
+        fig.add_bar(
+            x=[f"{data['mau']} {data['architecture']}"], y=[data["total_usd_per_month"]],
+            name=f"{data['pricing']} pricing",
+            text=[f"${data['total_usd_per_month']:,.0f} (${data['per_user_usd']:.4f}/user)"],
+        )  # fmt: skip
+    fig.update_layout(title="Monthly bill by MAU and architecture", yaxis={"title": "USD"},
+                      barmode="group", height=420)  # fmt: skip
+    return fig
+
+
+# -- verdicts and page -----------------------------------------------------------------
+
+
+def verdicts(inp: Inputs) -> list[tuple[str, bool | None, str]]:
+    out: list[tuple[str, bool | None, str]] = []
+    if inp.sim is not None:
+        for r in inp.sim["latency"]:
+            if r["region"] == "all" and r.get("seed_range_ms") and r["p50_ms"] is not None:
+                lo, hi = r["seed_range_ms"]
+                out.append(
+                    (
+                        f"sim {r['architecture']} {r['operation']} {r['locality']}: p50 in "
+                        "the seed's range",
+                        r["verdict"] == "inside",
+                        f"p50 {r['p50_ms']:.1f} ms, seed {lo:g}-{hi:g} ms ({r['verdict']})",
+                    )
+                )
+    if inp.scenario is not None:
+        for v in inp.scenario["variants"]:
+            for ev in v["events"]:
+                out.append(
+                    (
+                        f"drill {inp.scenario['scenario']} ({v['survival']}): recovered",
+                        ev["measured_recovery_s"] is not None,
+                        f"availability {v['availability']:.4%}, measured recovery "
+                        f"{ev['measured_recovery_s']} s, lost writes {v['lost_writes']:g}",
+                    )
+                )
+    if inp.load is not None:
+        out.append(
+            (
+                "load test reached its target rate",
+                bool(inp.load["target_reached"]),
+                f"{inp.load['achieved_qps']} of {inp.load['target_qps']} QPS, "
+                f"late starts {inp.load['late_start_share']:.2%}",
+            )
+        )
+        out.append(
+            (
+                "load test counts agree with the servers' /metrics",
+                inp.load["measured_counts"] == inp.load["server_counts"],
+                json.dumps(inp.load["measured_counts"]),
+            )
+        )
+    targets = load_seed_targets()
+    for data in inp.costs:
+        target = targets.bill_for(data["mau"], data["architecture"])
+        if data["pricing"] == "seed" and target is not None:
+            total = data["total_usd_per_month"]
+            out.append(
+                (
+                    f"cost {data['mau']} {data['architecture']}: the seed's total within 1 %",
+                    abs(total / target.total_usd - 1) <= 0.01,
+                    f"${total:,.0f} against the seed's ${target.total_usd:,.0f}",
+                )
+            )
+    return out
+
+
+def render(inp: Inputs) -> tuple[str, int]:
+    """The page, and how many charts it holds."""
+    makers = (seed_bands, percentile_curves, failure_timeline, cost_figure)
+    figures = [f for f in (make(inp) for make in makers) if f is not None]
+    charts = "\n".join(
+        f'<section class="chart">{f.to_html(full_html=False, include_plotlyjs=False)}</section>'
+        for f in figures
+    )
+    rows = "\n".join(
+        f"<tr class='{'pass' if ok else 'fail' if ok is False else ''}'><td>{html.escape(name)}"
+        f"</td><td>{'pass' if ok else 'fail'}</td><td>{html.escape(numbers)}</td></tr>"
+        for name, ok, numbers in verdicts(inp)
+    )
+    sources = "".join(
+        f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in inp.sources.items()
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>authscale report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td {{ border: 1px solid #ccc; padding: 4px 8px; }}
+tr.pass td:nth-child(2) {{ color: #1e8449; }} tr.fail td:nth-child(2) {{ color: #c0392b; }}
+</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>authscale report</h1>
+<p>Runs read:</p><ul>{sources}</ul>
+{charts}
+<h2>Checks</h2>
+<table><tr><th>check</th><th>verdict</th><th>numbers</th></tr>
+{rows}
+</table>
+</body></html>
+"""
+    return page, len(figures)
+
+
+def text_summary(inp: Inputs) -> str:
+    checks = verdicts(inp)
+    passed = sum(1 for _, ok, _ in checks if ok)
+    lines = [f"authscale report: {passed} of {len(checks)} checks pass"]
+    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}: {numbers}" for name, ok, numbers in checks]
+    return "\n".join(lines)
