@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
     redis_server = RedisServer(work / "redis").start()
-    pg = PostgresServer(work / "pg").start()
+    try:
+        pg = PostgresServer(work / "pg").start()
+    except BaseException:
+        redis_server.stop()  # nothing this benchmark started is left running
+        raise
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

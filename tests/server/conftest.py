@@ -31,9 +31,11 @@ def stores(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[RedisServer, PostgresServer]]:
     base = Path(tmp_path_factory.mktemp("stores"))
-    r = RedisServer(base / "redis").start()
-    pg = PostgresServer(base / "pg").start()
-    try:
+    r = RedisServer(base / "redis")
+    pg = PostgresServer(base / "pg")
+    try:  # whichever started is stopped, even when the other fails to start
+        r.start()
+        pg.start()
         yield r, pg
     finally:
         r.stop()
