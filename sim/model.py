@@ -192,7 +192,6 @@ class SystemModel:
         self.types = self._compile_types()
         b = config.batches
         self.latencies = [array("d") for _ in range(len(self.cells) * b)]
-        self.errors = [0] * len(self.cells)
         self.error_kinds: list[dict[str, int]] = [{} for _ in self.cells]
         self.step_ms: dict[tuple[int, str], float] = {}
         self.traced = [0] * len(self.cells)
@@ -524,7 +523,6 @@ class SystemModel:
             self.timeline.error(t0, cell, kind)
         if t0 < self.config.warmup_ms:
             return
-        self.errors[cell] += 1
         kinds = self.error_kinds[cell]
         kinds[kind] = kinds.get(kind, 0) + 1
 

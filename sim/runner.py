@@ -52,10 +52,13 @@ class SimulationPlan:
 @dataclass
 class CellSamples:
     batches: list[np.ndarray] = field(default_factory=list)
-    errors: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     traced: int = 0
     step_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_kind.values())
 
     @property
     def n(self) -> int:
@@ -90,7 +93,6 @@ def _run_one(
             "batches": [
                 np.frombuffer(model.latencies[i * b + k], dtype=float).copy() for k in range(b)
             ],
-            "errors": model.errors[i],
             "errors_by_kind": model.error_kinds[i],
             "traced": model.traced[i],
             "step_ms": steps,
@@ -235,7 +237,6 @@ def _pool(
         for cell, data in out["cells"].items():
             samples = res.cells.setdefault(cell, CellSamples())
             samples.batches.extend(data["batches"])
-            samples.errors += data["errors"]
             for kind, n in data["errors_by_kind"].items():
                 samples.errors_by_kind[kind] = samples.errors_by_kind.get(kind, 0) + n
             samples.traced += data["traced"]

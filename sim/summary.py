@@ -39,7 +39,6 @@ def merge_cells(cells: Iterable[CellSamples]) -> CellSamples:
         parts = [c.batches[k] for c in cells if k < len(c.batches)]
         merged.batches.append(np.concatenate(parts) if parts else np.empty(0))
     for c in cells:
-        merged.errors += c.errors
         for kind, n in c.errors_by_kind.items():
             merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + n
         merged.traced += c.traced
