@@ -16,6 +16,7 @@ from server.emulation import Emulation
 from server.settings import Settings
 from server.steps import parse_server_timing
 from tests.server.conftest import authorize, bearer, code_of, exchange, login, make_client, pkce
+from tests.server.test_steps import walk
 
 WORLD = load_world("seed")
 RTT = WORLD.topology.rtt
@@ -43,17 +44,10 @@ def _home_of_alice(settings: Settings) -> str:
 def expected_places(
     operation: str, edge: str, home: str, outcomes: dict[str, bool], shares: dict[str, bool]
 ) -> list[tuple[str, str, str]]:
-    out = []
-    for step in WORLD.operations.hybrid[operation].steps:
-        if step.when is not None:
-            cache, branch = step.when.split(":")
-            if outcomes[cache] != (branch == "hit"):
-                continue
-        if step.share is not None and not shares[step.share]:
-            continue
-        place = home if step.at == "home" else edge
-        out += [(step.component, step.action, place)] * step.count
-    return out
+    return [
+        (s.component, s.action, home if s.at == "home" else edge)
+        for s in walk(operation, outcomes, shares)
+    ]
 
 
 def _timed(response: Any) -> dict[tuple[str, str], float]:

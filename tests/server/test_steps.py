@@ -10,6 +10,7 @@ import redis
 from starlette.testclient import TestClient
 
 from scenarios import load_world
+from scenarios.operations import Step
 from server.settings import Settings
 from server.steps import parse_server_timing
 from tests.server.conftest import bearer, login, tokens
@@ -17,9 +18,8 @@ from tests.server.conftest import bearer, login, tokens
 CATALOG = load_world("seed").operations.hybrid
 
 
-def expected(
-    operation: str, outcomes: dict[str, bool], shares: dict[str, bool]
-) -> list[tuple[str, str]]:
+def walk(operation: str, outcomes: dict[str, bool], shares: dict[str, bool]) -> list[Step]:
+    """The steps `operation` performs on this branch, each repeated `count` times."""
     out = []
     for step in CATALOG[operation].steps:
         if step.when is not None:
@@ -28,8 +28,14 @@ def expected(
                 continue
         if step.share is not None and not shares[step.share]:
             continue
-        out += [(step.component, step.action)] * step.count
+        out += [step] * step.count
     return out
+
+
+def expected(
+    operation: str, outcomes: dict[str, bool], shares: dict[str, bool]
+) -> list[tuple[str, str]]:
+    return [(s.component, s.action) for s in walk(operation, outcomes, shares)]
 
 
 def recorded(response: object, region: str = "us-east") -> list[tuple[str, str]]:
