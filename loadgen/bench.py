@@ -18,14 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from loadgen import cli
 from scenarios.results import new_run_dir, point_latest, write_json
-from server.infra import free_port
+from server.infra import free_port, serve_pinned, wait_http
 
 GOAL = 0.9
 TRIVIAL_APP = """
@@ -122,22 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     (work / "trivial.py").write_text(TRIVIAL_APP)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", granian, "--interface", "asgi", "--workers", "1", "--host",
-         "127.0.0.1", "--port", str(port), "--no-log", "trivial:app"],
-        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = serve_pinned("trivial:app", port, core=0, cwd=work)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("granian did not start") from None
-                time.sleep(0.2)
+        wait_http(base + "/", 30, server, "granian")
         print(f"bare FastHttpUser loop for {args.seconds} s ...", file=sys.stderr)
         bare = _bare_rate(base, args.seconds, work)
         print(f"open-loop user for {args.seconds} s ...", file=sys.stderr)

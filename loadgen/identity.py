@@ -5,23 +5,14 @@ seeding)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from http.cookiejar import CookieJar
-from typing import Any
 
 import asyncpg
 
+from server import client
 from server.security import hash_password
 
 PASSWORD = "load test password"
-CLIENT, SECRET = "demo-service", "demo-service-secret"
-REDIRECT = "http://127.0.0.1:8765/callback"
-BASIC = "Basic " + base64.b64encode(f"{CLIENT}:{SECRET}".encode()).decode()
 
 
 def email_of(region: str, i: int) -> str:
@@ -61,52 +52,7 @@ class Identity:
     access_token: str
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any) -> None:
-        return None
-
-
 def sign_in(base: str, email: str, home: str) -> Identity:
-    """Log in at `base` and get an access token through the code flow."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
-
-    def call(method: str, path: str, data: dict[str, str] | None = None) -> Any:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        with opener.open(urllib.request.Request(base + path, body, method=method), timeout=10) as r:
-            return json.loads(r.read())
-
-    challenge = call("GET", "/login")["challenge"]
-    call("POST", "/login", {"email": email, "password": PASSWORD, "challenge": challenge})
-    sid = next(c.value for c in jar if c.name == "sid")
-    code = authorize(opener, base)
-    req = urllib.request.Request(
-        base + "/token",
-        urllib.parse.urlencode(
-            {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
-        ).encode(),
-        headers={"Authorization": BASIC},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        access = json.loads(r.read())["access_token"]
-    return Identity(email, home, str(sid), str(access))
-
-
-AUTHORIZE_QUERY = urllib.parse.urlencode(
-    {"client_id": CLIENT, "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid"}
-)
-
-
-def code_from(location: str) -> str:
-    params = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
-    if "code" not in params:
-        raise RuntimeError(f"authorize answered without a code: {location}")
-    return params["code"][0]
-
-
-def authorize(opener: urllib.request.OpenerDirector, base: str) -> str:
-    try:
-        opener.open(base + "/authorize?" + AUTHORIZE_QUERY, timeout=10)
-    except urllib.error.HTTPError as exc:
-        return code_from(exc.headers["Location"])
-    raise RuntimeError("authorize did not redirect")
+    """Log a seeded user in at `base` and get its access token (the code flow)."""
+    got = client.sign_in(base, email, PASSWORD)
+    return Identity(email, home, got.sid, got.access_token)

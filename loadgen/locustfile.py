@@ -26,20 +26,12 @@ from gevent.event import Event
 from locust import FastHttpUser, constant, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from loadgen.identity import (
-    AUTHORIZE_QUERY,
-    BASIC,
-    PASSWORD,
-    REDIRECT,
-    Identity,
-    code_from,
-    email_of,
-    sign_in,
-)
+from loadgen.identity import PASSWORD, Identity, email_of, sign_in
 from loadgen.recorder import Recorder
 from loadgen.servers import server_counts
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
+from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
 
 LATE_S = 0.005  # a slot taken more than this after its time is a late start
 CONFIG: dict[str, Any] = json.loads(Path(os.environ["AUTHSCALE_LOAD"]).read_text())

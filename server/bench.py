@@ -23,18 +23,19 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from scenarios.results import new_run_dir, point_latest, write_json
-from server.infra import PostgresServer, RedisServer, free_port
+from server.app import DEMO_USER
+from server.client import REDIRECT, sign_in
+from server.infra import PostgresServer, RedisServer, free_port, serve_pinned, wait_http
 from server.security import b64url
 
 GOALS = {"session_validation": 0.8, "userinfo": 0.6, "token_issue": 0.25}
-REDIRECT = "http://127.0.0.1:8765/callback"
+
 TOKEN_LUA = """
 local codes = {}
 for line in io.lines("%s") do codes[#codes + 1] = line end
@@ -92,66 +93,6 @@ def ensure_wrk() -> None:
             raise SystemExit(f"authscale bench-server: could not install wrk: {done.stderr[-300:]}")
 
 
-def _flow(base: str) -> tuple[str, str, str]:
-    """Log alice in and run the code flow once: (sid cookie, access token, sub)."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-
-    def call(method: str, path: str, data: dict[str, str] | None = None) -> Any:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        req = urllib.request.Request(base + path, data=body, method=method)
-        with opener.open(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    challenge = call("GET", "/login")["challenge"]
-    who = call(
-        "POST",
-        "/login",
-        {
-            "email": "alice@example.com",
-            "password": "correct horse battery staple",
-            "challenge": challenge,
-        },
-    )
-    sid = next(c.value for c in jar if c.name == "sid")
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any) -> None:
-            return None
-
-    no_follow = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
-    query = urllib.parse.urlencode(
-        {
-            "client_id": "demo-service",
-            "redirect_uri": REDIRECT,
-            "response_type": "code",
-            "scope": "openid profile email",
-        }
-    )
-    try:
-        no_follow.open(base + "/authorize?" + query, timeout=10)
-        raise RuntimeError("authorize did not redirect")
-    except urllib.error.HTTPError as exc:
-        location = exc.headers["Location"]
-    code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
-    req = urllib.request.Request(
-        base + "/token",
-        data=urllib.parse.urlencode(
-            {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
-        ).encode(),
-        headers={"Authorization": "Basic " + _basic()},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        access = json.loads(r.read())["access_token"]
-    return str(sid), str(access), str(who["sub"])
-
-
-def _basic() -> str:
-    import base64
-
-    return base64.b64encode(b"demo-service:demo-service-secret").decode()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make bench-server")
     p.add_argument("--seconds", type=int, default=8)
@@ -180,40 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         "TOKEN_PER_IP": "100000000",
         "TOKEN_PER_CLIENT": "100000000",
     }
-    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
-    server = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
-            granian,
-            "--interface",
-            "asgi",
-            "--workers",
-            "1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-log",
-            "server.asgi:app",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = serve_pinned("server.asgi:app", port, core=0, env=env)
     results: dict[str, Any] = {}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("granian did not start serving the app") from None
-                time.sleep(0.2)
-        sid, access, sub = _flow(base)
+        wait_http(base + "/healthz", 60, server, "granian serving the app")
+        alice = sign_in(base, *DEMO_USER, scope="openid profile email")
+        sid, access, sub = alice.sid, alice.access_token, alice.sub
         r = redis.Redis.from_url(redis_server.url)
         r.set("bench:key", "value")
         # Single-use codes for the token runs, written the way /authorize writes them.

@@ -15,8 +15,10 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +209,34 @@ class PostgresServer:
         """Stop and delete the cluster's files."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def wait_http(
+    url: str, timeout: float, process: subprocess.Popen[bytes] | None = None, what: str = ""
+) -> None:
+    """Until `url` answers 200; an InfraError if it does not in time or `process` exits."""
+    what = what or url
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise InfraError(f"{what} exited ({process.returncode}) before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise InfraError(f"{what} did not answer {url} within {timeout:g} s")
+
+
+def serve_pinned(
+    app: str, port: int, core: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """granian serving the ASGI `app` ("module:attr") with one worker pinned to `core`."""
+    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
+    return subprocess.Popen(
+        ["taskset", "-c", str(core), granian, "--interface", "asgi", "--workers", "1",
+         "--host", "127.0.0.1", "--port", str(port), "--no-log", app],
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.emulation import Emulation
-from server.infra import InfraError, PostgresServer, RedisServer
+from server.infra import InfraError, PostgresServer, RedisServer, wait_http
 
 RUN_DIR = Path(".run/stack")
 
@@ -78,21 +77,14 @@ class Stack:
         return self
 
     def _wait_healthy(self, region: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = self.url(region) + "/healthz"
-        while time.monotonic() < deadline:
-            proc = self.processes[region]
-            if proc.poll() is not None:
-                log = (self.run_dir / region / "server.log").read_text()[-800:]
-                raise InfraError(f"the {region} server exited ({proc.returncode}):\n{log}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise InfraError(f"the {region} server did not answer {url} within {timeout:g} s")
+        proc = self.processes[region]
+        try:
+            wait_http(self.url(region) + "/healthz", timeout, proc, f"the {region} server")
+        except InfraError as exc:
+            if proc.poll() is None:
+                raise
+            log = (self.run_dir / region / "server.log").read_text()[-800:]
+            raise InfraError(f"{exc}:\n{log}") from None
 
     def stop(self) -> None:
         for proc in self.processes.values():

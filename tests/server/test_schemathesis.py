@@ -7,11 +7,9 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from server.infra import PostgresServer, RedisServer, free_port
+from server.infra import PostgresServer, RedisServer, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = ",".join(
@@ -47,13 +45,7 @@ def test_generated_requests_find_no_server_error(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30, server, "the server")
         st = Path(sys.executable).with_name("st")
         done = subprocess.run(
             [
