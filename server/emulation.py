@@ -11,11 +11,13 @@ the local replica (follower reads) and Redis (always local) wait nothing extra.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from scenarios import DATA_DIR
 from scenarios.loader import load_model
 from scenarios.topology import Topology
+from server import steps
 
 
 @dataclass(frozen=True)
@@ -50,4 +52,7 @@ class Emulation:
     async def wait(self, home: str | None, write: bool) -> None:
         ms = self.delay_ms(home, write)
         if ms > 0:
+            cpu0 = time.thread_time()
             await asyncio.sleep(ms / 1000)
+            # The loop's CPU meanwhile went to other requests: the step must not count it.
+            steps.current().waited(ms, (time.thread_time() - cpu0) * 1e3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 # Seconds; fine at the bottom, where loopback latencies live.
@@ -43,4 +44,11 @@ class Metrics:
             )
             out.append(f'authscale_request_seconds_sum{{operation="{op}"}} {self.sums[op]:.6f}')
             out.append(f'authscale_request_seconds_count{{operation="{op}"}} {self.totals[op]}')
+        # Rendered on the event loop's thread, so this is the loop's own CPU: what requests
+        # cost it in all, HTTP parsing included (calibration needs the part outside steps).
+        out += [
+            "# HELP authscale_event_loop_cpu_seconds_total CPU time of the event loop thread.",
+            "# TYPE authscale_event_loop_cpu_seconds_total counter",
+            f"authscale_event_loop_cpu_seconds_total {time.thread_time():.6f}",
+        ]
         return "\n".join(out) + "\n"

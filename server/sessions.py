@@ -103,7 +103,7 @@ async def login(request: Request) -> Response:
                 lambda r: r.set(f"login:{email}", json.dumps(account), ex=s.user_cache_ttl_s),
                 "skip",
             )
-    async with steps.current().step("edge", "verify_password"):
+    async with steps.current().step("edge", "verify_password", on_loop=False):
         ok = await verify_password(account["hash"] if account else None, password)
     if not ok or account is None:
         raise OAuthError(401, "access_denied", "wrong email or password")

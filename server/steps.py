@@ -2,7 +2,15 @@
 
 The names are those of `scenarios/data/operations.toml`, so a test can hold the server's
 recorded sequence against the step list the simulator walks. The record travels back in a
-standard `Server-Timing` header (`redis.get_session;desc="us-east";dur=0.412`).
+standard `Server-Timing` header (`redis.get_session;desc="us-east";dur=0.412;cpu=0.081`):
+`dur` is the step's wall time, `cpu` the event-loop thread's CPU time inside it, and
+`wan` (when not zero) the round trip the region emulation waited in it. A last entry
+`app;dur=…;cpu=…` covers the request from the middleware to the response's first byte,
+so calibration can tell the steps' time from the rest (`make calibrate`).
+
+`cpu` is the thread's CPU clock, which also counts any other request that ran on the
+event loop while this step awaited: exact when requests do not overlap (a light load),
+as calibration runs them.
 """
 
 from __future__ import annotations
@@ -18,27 +26,56 @@ class StepRecord:
     action: str
     region: str
     ms: float
+    cpu_ms: float = 0.0
+    wan_ms: float = 0.0
 
 
 @dataclass
 class Recorder:
     region: str
     started: float = field(default_factory=time.perf_counter)
+    started_cpu: float = field(default_factory=time.thread_time)
     steps: list[StepRecord] = field(default_factory=list)
+    wan_ms: float = 0.0  # emulated round trips waited so far in this request
+    # Loop CPU that ran during off-loop steps: other requests', left out of `app`'s cpu.
+    others_cpu_ms: float = 0.0
 
     def handled(self) -> None:
         """The edge step: request parsing up to here."""
         self.steps.append(
-            StepRecord("edge", "handle", self.region, (time.perf_counter() - self.started) * 1e3)
+            StepRecord(
+                "edge",
+                "handle",
+                self.region,
+                (time.perf_counter() - self.started) * 1e3,
+                (time.thread_time() - self.started_cpu) * 1e3,
+            )
         )
 
-    def step(self, component: str, action: str, region: str | None = None) -> _Timed:
-        return _Timed(self, component, action, region or self.region)
+    def waited(self, ms: float, loop_cpu_ms: float) -> None:
+        """The region emulation waited `ms` of wide-area round trip in the current step,
+        during which the event loop spent `loop_cpu_ms` on other requests."""
+        self.wan_ms += ms
+        self.others_cpu_ms += loop_cpu_ms
+
+    def step(
+        self, component: str, action: str, region: str | None = None, on_loop: bool = True
+    ) -> _Timed:
+        """Time a step. `on_loop=False`: its work runs on another thread (the password
+        hash), so its event-loop CPU is recorded as 0; the clock would otherwise count the
+        other requests the loop served meanwhile."""
+        return _Timed(self, component, action, region or self.region, on_loop)
 
     def header(self) -> str:
-        return ", ".join(
-            f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f}' for s in self.steps
-        )
+        parts = [
+            f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f};cpu={s.cpu_ms:.3f}'
+            + (f";wan={s.wan_ms:.3f}" if s.wan_ms else "")
+            for s in self.steps
+        ]
+        total = (time.perf_counter() - self.started) * 1e3
+        cpu = (time.thread_time() - self.started_cpu) * 1e3 - self.others_cpu_ms
+        parts.append(f"app;dur={total:.3f};cpu={cpu:.3f}")
+        return ", ".join(parts)
 
 
 class _Timed:
@@ -47,18 +84,32 @@ class _Timed:
     A plain class rather than @asynccontextmanager: this runs several times per request.
     """
 
-    __slots__ = ("action", "component", "rec", "region", "t0")
+    __slots__ = ("action", "component", "cpu0", "on_loop", "others0", "rec", "region", "t0", "wan0")
 
-    def __init__(self, rec: Recorder, component: str, action: str, region: str) -> None:
+    def __init__(
+        self, rec: Recorder, component: str, action: str, region: str, on_loop: bool
+    ) -> None:
         self.rec, self.component, self.action, self.region = rec, component, action, region
-        self.t0 = 0.0
+        self.on_loop = on_loop
+        self.t0 = self.cpu0 = self.wan0 = self.others0 = 0.0
 
     async def __aenter__(self) -> None:
+        self.wan0 = self.rec.wan_ms
+        self.others0 = self.rec.others_cpu_ms
+        self.cpu0 = time.thread_time()
         self.t0 = time.perf_counter()
 
     async def __aexit__(self, *exc: object) -> None:
         ms = (time.perf_counter() - self.t0) * 1e3
-        self.rec.steps.append(StepRecord(self.component, self.action, self.region, ms))
+        rec = self.rec
+        # Less what the loop spent on other requests while this one slept (emulated WAN).
+        cpu = (time.thread_time() - self.cpu0) * 1e3 - (rec.others_cpu_ms - self.others0)
+        if not self.on_loop:
+            rec.others_cpu_ms += cpu
+            cpu = 0.0
+        rec.steps.append(
+            StepRecord(self.component, self.action, self.region, ms, cpu, rec.wan_ms - self.wan0)
+        )
 
 
 _current: ContextVar[Recorder | None] = ContextVar("authscale_steps", default=None)
@@ -83,6 +134,8 @@ def parse_server_timing(header: str) -> list[tuple[str, str, str]]:
     for part in filter(None, (p.strip() for p in header.split(","))):
         name, *params = part.split(";")
         component, _, action = name.partition(".")
+        if not action:  # the request's own `app` entry, not a step
+            continue
         region = next((p[6:-1] for p in params if p.startswith('desc="')), "")
         out.append((component, action, region))
     return out

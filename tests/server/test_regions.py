@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loadgen import trace
 from scenarios import load_world
 from server.emulation import Emulation
 from server.settings import Settings
@@ -92,6 +93,17 @@ def test_cross_region_user_pays_the_rtt_to_its_home(settings: Settings, survival
         timed = _timed(updated)
         assert timed[("crdb", "read_user")] >= rtt
         assert timed[("crdb", "write_user")] >= rtt + quorum
+        # What calibration reads: each step's loop CPU and the emulated wait it holds, and
+        # the request's own entry. The CPU excludes the emulated sleep.
+        parsed = trace.parse(updated.headers["server-timing"])
+        assert parsed is not None
+        entries, app_ms, app_cpu = {e[0]: e for e in parsed[0]}, parsed[1], parsed[2]
+        _, dur, cpu, wan = entries["crdb.write_user"]
+        assert wan == pytest.approx(rtt + quorum, abs=0.001)
+        assert 0 <= cpu < dur - wan + 1 and cpu < 50
+        assert entries["crdb.read_user"][3] == pytest.approx(rtt, abs=0.001)
+        assert entries["redis.check_revoked"][3] == 0.0
+        assert app_ms >= dur and 0 < app_cpu < app_ms
         # Follower reads stay local: userinfo pays no RTT.
         info = c.get("/userinfo", headers=bearer(access))
         assert {r for _, _, r in parse_server_timing(info.headers["server-timing"])} == {edge}
