@@ -57,7 +57,7 @@ async def on_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(
         503,
         "temporarily_unavailable",
-        f"the {exc.store} cannot be reached; nothing was changed, retry later",
+        f"the {exc.store} {exc.why}; nothing was changed, retry later",
         **{"Retry-After": "1"},
     )
 

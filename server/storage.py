@@ -75,9 +75,10 @@ CREATE TABLE IF NOT EXISTS signing_keys (
 class Unavailable(Exception):
     """A store cannot be reached; `store` is `database` or `redis`."""
 
-    def __init__(self, store: str, cause: BaseException) -> None:
+    def __init__(self, store: str, cause: BaseException, why: str = "cannot be reached") -> None:
         super().__init__(f"{store} unavailable: {cause!r}")
         self.store = store
+        self.why = why
 
 
 DB_DOWN = (
@@ -124,9 +125,15 @@ class Database:
                         return await work(conn)
                     async with conn.transaction(isolation="serializable"):
                         return await work(conn)
-            except asyncpg.exceptions.SerializationError:
+            except asyncpg.exceptions.SerializationError as exc:
                 if attempt == MAX_ATTEMPTS - 1:
-                    raise
+                    # Contention that outlasted the retries: the transaction rolled back,
+                    # so the client may retry; a 503, not a server error.
+                    raise Unavailable(
+                        "database",
+                        exc,
+                        f"kept conflicting with concurrent writes ({MAX_ATTEMPTS} attempts)",
+                    ) from exc
                 self.retries += 1
                 await asyncio.sleep((2**attempt) * 0.1 + random.uniform(0, 0.05))
             except DB_DOWN as exc:

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.settings import Settings
-from server.storage import Database
+from server.storage import Database, Unavailable
 from tests.server.conftest import (
     REDIRECT,
     authorize,
@@ -266,6 +266,28 @@ def test_serialization_failures_are_retried(settings: Settings) -> None:
             await db.close()
 
     assert asyncio.run(scenario()) == (42, 2)
+
+
+def test_endless_serialization_failures_are_a_503_not_a_500(settings: Settings) -> None:
+    """Contention that outlasts the retries (seen under load on PATCH /profile) rolls back
+    and tells the client to retry: Unavailable, which the app answers with 503."""
+
+    async def scenario() -> Unavailable:
+        db = Database(settings.database_url)
+        await db.open()
+
+        async def always(conn: asyncpg.Connection) -> int:
+            raise asyncpg.exceptions.SerializationError("restart transaction")
+
+        try:
+            with pytest.raises(Unavailable) as caught:
+                await db.run(always)
+            return caught.value
+        finally:
+            await db.close()
+
+    err = asyncio.run(scenario())
+    assert err.store == "database" and "conflicting" in err.why
 
 
 def test_settings_reject_bad_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
