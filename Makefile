@@ -21,7 +21,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen report cost test lint bench-sim bench-server clean
+.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen calibrate compare report cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,7 +60,7 @@ LOAD_ARGS = $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) \
             --regions $(if $(filter command line environment,$(origin REGIONS)),$(REGIONS),ap-ne) \
             $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) \
             $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(CLOSED),--closed-loop) \
-            $(if $(MIX),--mix $(MIX))
+            $(if $(MIX),--mix $(MIX)) $(if $(TRACE),--trace)
 loadtest: $(STAMP) ## headless open-loop load: QPS=500 DURATION=30 REGIONS=ap-ne [HOST=] [WORKERS=] [SCENARIO=] [CLOSED=1]
 	$(PY) -m loadgen $(LOAD_ARGS)
 
@@ -69,6 +69,13 @@ locust: $(STAMP) ## Locust's web UI on http://127.0.0.1:8089 against the stack (
 
 stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop
+
+calibrate: $(STAMP) ## traced light load on the stack, then fit scenarios/data/profiles/local.toml: [REGIONS=ap-ne,us-west] [QPS=100] [DURATION=60]
+	$(PY) -m loadgen --trace --qps $(or $(QPS),100) --duration $(or $(DURATION),60) --regions $(REGIONS)
+	$(PY) -m report.calibrate
+
+compare: $(STAMP) ## newest PROFILE=local simulation against the load run of the same load: [SIM_RUN=dir] [LOAD_RUN=dir]
+	$(PY) -m report.compare $(if $(SIM_RUN),--sim $(SIM_RUN)) $(if $(LOAD_RUN),--load $(LOAD_RUN))
 
 report: $(STAMP) ## results/report.html from the newest sim, drill, load and cost runs (self-contained)
 	$(PY) -m report

@@ -21,6 +21,7 @@ from typing import Any
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
 from loadgen.recorder import Recorder, new_histogram
+from loadgen.servers import LOOP_CPU, MACHINE_BUSY, WALL, machine_busy_s
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
 from scenarios.results import new_run_dir, point_latest, write_json
@@ -30,6 +31,7 @@ from server.stack import Stack
 
 PERCENTILES = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+IDLE_SAMPLE_S = 3.0
 
 
 class UsageError(Exception):
@@ -54,6 +56,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--scenario", default="", help="a failure timeline: a name in scenarios/failures/ or a file"
+    )
+    p.add_argument(
+        "--trace", action="store_true", help="keep every response's step record (trace.json)"
     )
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     return p.parse_args(argv)
@@ -110,7 +115,10 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "only_operation": None if args.mix == "default" else args.mix,
         "web": args.web,
         "regions": regions,
+        "trace": args.trace,
     }
+    if args.trace and (int(args.workers) > 1 or args.web):
+        raise UsageError("TRACE=1 runs headless with one worker (drop WORKERS / the web UI)")
     if scenario is not None:
         ends = max(e.end_s for e in scenario.events)
         if ends > config["duration_s"]:
@@ -169,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
                 driver = FaultDriver(stack, actions, Path(config["clock_file"]))
                 driver.start()
         seeded = seed_users(database_url, config["regions"], config["identities_per_region"])
+        if config["trace"]:  # calibration: how busy the machine is with the stack idle
+            before = machine_busy_s()
+            time.sleep(IDLE_SAMPLE_S)
+            config["idle_busy_cores"] = round((machine_busy_s() - before) / IDLE_SAMPLE_S, 4)
         what = (
             f"open-loop users send {config['qps']:g} QPS; start and stop in the web UI"
             if config["web"]
@@ -350,9 +362,23 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         "errors_by_kind": errors_by_kind,
         "workers": config["workers"],
         "mode": config["mode"],
+        "traced": bool(config.get("trace")),
+        "only_operation": config.get("only_operation"),
         "loadgen_cpu_s": round(rec.cpu_s, 2),
         "requests_per_loadgen_cpu_s": round(offered / rec.cpu_s, 1) if rec.cpu_s else None,
-        "server_counts": {op: rec.server_counts.get(op, 0) for op in OPERATIONS},
+        "server_counts": {op: int(rec.server_counts.get(op, 0)) for op in OPERATIONS},
+        # Every request the servers answered during the run (preparations and the
+        # harness's /metrics reads included) and the CPU their event loops spent on them.
+        "server_requests_total": int(
+            sum(n for op, n in rec.server_counts.items() if not op.startswith("("))
+        ),
+        "server_loop_cpu_s": round(rec.server_counts.get(LOOP_CPU, 0.0), 4),
+        # The machine's busy CPU seconds over the run, what it was busy with before any
+        # load (cores' worth), and its cores: calibration's machine-wide capacity.
+        "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),
+        "machine_window_s": round(rec.server_counts.get(WALL, 0.0), 3),
+        "machine_idle_busy_cores": config.get("idle_busy_cores"),
+        "machine_cores": os.cpu_count(),
         "measured_counts": measured,
         "latency": rows,
     }

@@ -29,6 +29,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadgen.identity import PASSWORD, Identity, email_of, sign_in
 from loadgen.recorder import Recorder
 from loadgen.servers import server_counts
+from loadgen.trace import Trace
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
 from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
@@ -53,9 +54,11 @@ TOTAL = Recorder()  # everything this worker recorded (written at the end, for c
 # elsewhere it only keeps the counts the progress line shows.
 KEEP_TOTAL = "AUTHSCALE_WORKER_INDEX" in os.environ
 IDENTITIES: dict[str, list[Identity]] = {}
+# TRACE=1 (calibration): every response's step record, written to trace.json at the end.
+TRACE = Trace() if CONFIG.get("trace") else None
 START = Event()
 STATE: dict[str, float] = {}
-BEFORE: dict[str, int] = {}
+BEFORE: dict[str, float] = {}
 
 
 ENVIRONMENT: dict[str, Any] = {}
@@ -150,6 +153,8 @@ def write_the_recorder(environment: Any, **_: Any) -> None:
         )
     elif not _is_master(environment):
         _write(RECORDER, CONFIG["out"])
+        if TRACE is not None:
+            TRACE.write(Path(CONFIG["out"]).with_name("trace.json"))
 
 
 @events.quitting.add_listener
@@ -165,10 +170,13 @@ class AuthscaleUser(FastHttpUser):
     abstract = True
     host = next(iter(URLS.values()))
     wait_time = constant(0)
+    timing: str | None = None  # the Server-Timing header of the last response
 
     def finish(self, slot: Slot, due: float, error: str | None, second: int | None = None) -> None:
         latency_us = int((time.perf_counter() - due) * 1e6)
         key = (slot.operation, slot.locality, slot.edge)
+        if TRACE is not None and error is None:
+            TRACE.add(slot.operation, slot.locality, slot.edge, latency_us / 1000, self.timing)
         second = int(slot.intended_s) if second is None else second
         RECORDER.record(key, second, latency_us, error)
         if KEEP_TOTAL:
@@ -180,6 +188,8 @@ class AuthscaleUser(FastHttpUser):
         """Unmeasured work a request needs first: a login challenge, an authorization code."""
         if slot.operation == "login":
             response = self.client.get(base + "/login", name="(prepare) challenge")
+            if TRACE is not None:
+                TRACE.add_prepare(slot.operation, slot.edge, response.headers.get("server-timing"))
             return str(response.json()["challenge"])
         if slot.operation == "token_issue":
             response = self.client.get(
@@ -188,6 +198,8 @@ class AuthscaleUser(FastHttpUser):
                 allow_redirects=False,
                 name="(prepare) authorize",
             )
+            if TRACE is not None:
+                TRACE.add_prepare(slot.operation, slot.edge, response.headers.get("server-timing"))
             return code_from(response.headers["location"])
         return ""
 
@@ -232,6 +244,8 @@ class AuthscaleUser(FastHttpUser):
                 **kwargs,
             )
         status = call.status_code
+        if TRACE is not None:
+            self.timing = call.headers.get("server-timing") if call.headers else None
         if status == 0:
             return "connection"
         return f"http_{status}" if status >= 400 else None

@@ -45,7 +45,7 @@ class Recorder:
             lambda: defaultdict(int)
         )
         # what the servers' /metrics counted per operation during the measured run
-        self.server_counts: dict[str, int] = {}
+        self.server_counts: dict[str, float] = {}
         self.cpu_s = 0.0  # CPU seconds of the load generator's processes
 
     def record(self, key: Key, second: int, latency_us: int, error: str | None) -> None:

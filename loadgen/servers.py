@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import time
 import urllib.request
+from pathlib import Path
+
+LOOP_CPU = "(event loop cpu_s)"  # a key of server_counts: the servers' loop CPU seconds
+MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
+WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
 
 
-def server_counts(urls: dict[str, str]) -> dict[str, int]:
-    """Requests each operation's route has answered, summed over the regions' /metrics."""
-    counts: dict[str, int] = {}
+def machine_busy_s() -> float:
+    """CPU seconds every core of this machine has been busy since boot (0 without
+    /proc/stat): user, nice, system, irq, softirq and steal time."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def server_counts(urls: dict[str, str]) -> dict[str, float]:
+    """Requests each route has answered, summed over the regions' /metrics, and under
+    LOOP_CPU the CPU seconds their event loops have used."""
+    counts: dict[str, float] = {}
     for url in urls.values():
         with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
@@ -15,4 +34,8 @@ def server_counts(urls: dict[str, str]) -> dict[str, int]:
                     labels, value = line.rsplit(" ", 1)
                     op = labels.split('operation="')[1].split('"')[0]
                     counts[op] = counts.get(op, 0) + int(float(value))
+                elif line.startswith("authscale_event_loop_cpu_seconds_total "):
+                    counts[LOOP_CPU] = counts.get(LOOP_CPU, 0.0) + float(line.split()[1])
+    counts[MACHINE_BUSY] = machine_busy_s()
+    counts[WALL] = time.monotonic()
     return counts
