@@ -31,6 +31,9 @@ class World:
     operations: OperationCatalog
     profile: Profile
     files: dict[str, Path]
+    # A world cut down to some regions (the local stack's) keeps the whole topology here:
+    # the server's emulation finds a quorum's nearest region among all of them.
+    full_topology: Topology | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The scenario as run, for results folders."""
@@ -81,9 +84,15 @@ def available_profiles(data_dir: Path = DATA_DIR) -> list[str]:
 
 
 def load_world(profile: str = "seed", data_dir: Path = DATA_DIR) -> World:
-    """Load and cross-check topology, workload, operations and one latency profile."""
-    profiles = available_profiles(data_dir)
-    if profile not in profiles:
+    """Load and cross-check topology, workload, operations and one latency profile: a name
+    in the profiles folder, or the path of a profile file (`….toml`)."""
+    profile_file = data_dir / "profiles" / f"{profile}.toml"
+    if profile.endswith(".toml"):
+        profile_file = Path(profile)
+        if not profile_file.is_file():
+            raise ScenarioError(f"profile file {profile} not found")
+    elif profile not in available_profiles(data_dir):
+        profiles = available_profiles(data_dir)
         raise ScenarioError(
             f"unknown profile {profile!r}: choose one of {', '.join(profiles) or '(none found)'}"
             f" (files in {data_dir / 'profiles'})"
@@ -92,7 +101,7 @@ def load_world(profile: str = "seed", data_dir: Path = DATA_DIR) -> World:
         "topology": data_dir / "topology.toml",
         "workload": data_dir / "workload.toml",
         "operations": data_dir / "operations.toml",
-        "profile": data_dir / "profiles" / f"{profile}.toml",
+        "profile": profile_file,
     }
     world = World(
         topology=load_model(Topology, files["topology"]),
@@ -138,10 +147,22 @@ def _cross_check(world: World) -> None:
                 f"{world.files['operations']}: [{arch}] must define exactly {list(OPERATIONS)}, "
                 f"got {sorted(catalog)}"
             )
+        if prof.emulated and arch != "hybrid":
+            continue  # a calibrated profile measured the hybrid server only
         for name, op in catalog.items():
+            if prof.emulated and name not in prof.untraced:
+                raise ScenarioError(
+                    f"{world.files['profile']}: no [untraced.{name}] figures; run make calibrate"
+                )
             for i, step in enumerate(op.steps):
                 where = f"{world.files['operations']}: {arch}.{name}.steps[{i}] ({step.label})"
-                if step.component == "edge" and step.action not in prof.edge:
+                if prof.emulated:
+                    if step.label not in prof.steps:
+                        raise ScenarioError(
+                            f"{where}: profile {prof.name!r} measured no step {step.label!r}; "
+                            "run make calibrate again (its load run never performed it)"
+                        )
+                elif step.component == "edge" and step.action not in prof.edge:
                     raise ScenarioError(
                         f"{where}: profile {prof.name!r} has no edge time for action "
                         f"{step.action!r}; add it under [edge] in {world.files['profile']}"
@@ -173,3 +194,64 @@ def _cross_check(world: World) -> None:
                                 f"{where}: outcome {step.outcome!r} has no hit rate in "
                                 f"{world.files['workload']} [cache_hit_rate.{locality}]"
                             )
+
+
+def calibrated_world(world: World) -> World:
+    """The world of a calibrated (`network = "emulated"`) profile: the load run's regions
+    (traffic shares renormalised over them, cross-region users homed evenly in the others,
+    as the load generator draws them), its mix, and the hit rates and step shares it
+    measured."""
+    cal = world.profile.calibration
+    if cal is None:
+        return world
+    topo, work = world.topology, world.workload
+    unknown = [r for r in cal.regions if r not in topo.regions]
+    if unknown:
+        raise ScenarioError(
+            f"{world.files['profile']}: calibration.regions names unknown regions {unknown}"
+        )
+    regions = tuple(r for r in topo.regions if r in cal.regions)
+    total = sum(work.region_share[r] for r in regions)
+    shares = {r: work.region_share[r] / total for r in regions}
+    # With one region nobody travels; its own row only keeps the sampler's table whole.
+    homes = {e: {h: 1.0 for h in regions if h != e} or {e: 1.0} for e in regions}
+    mix = work.mix
+    if cal.only_operation is not None:
+        if cal.only_operation not in OPERATIONS:
+            raise ScenarioError(
+                f"{world.files['profile']}: calibration.only_operation "
+                f"{cal.only_operation!r} is not one of {list(OPERATIONS)}"
+            )
+        mix = {
+            op: f.model_copy(update={"value": float(op == cal.only_operation)})
+            for op, f in mix.items()
+        }
+    cross = (
+        work.cross_region_share
+        if len(regions) > 1
+        else work.cross_region_share.model_copy(
+            update={"value": 0.0, "source": "one region runs: every user is homed in it"}
+        )
+    )
+    hit_rates = {
+        loc: {**work.cache_hit_rate[loc], **cal.cache_hit_rate.get(loc, {})}
+        for loc in work.cache_hit_rate
+    }
+    workload = work.model_copy(
+        update={
+            "region_share": shares,
+            "cross_region_home": work.cross_region_home.model_copy(update={"weights": homes}),
+            "cross_region_share": cross,
+            "mix": mix,
+            "cache_hit_rate": hit_rates,
+            "step_share": {**work.step_share, **cal.step_share},
+        }
+    )
+    return World(
+        topology=topo.model_copy(update={"regions": regions}),
+        workload=workload,
+        operations=world.operations,
+        profile=world.profile,
+        files=world.files,
+        full_topology=topo,
+    )

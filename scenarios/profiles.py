@@ -7,15 +7,26 @@ RTT matrix and jitter when the component sits in another region; `access` then a
 fixed cost on top where a component has one (a Durable Object's own round trip).
 `write_quorum = "survival"` makes CockroachDB writes wait for a Raft quorum as the
 topology's survival goal places it; `"included"` means the figure already covers it.
+
+`network = "emulated"` (with `write_quorum = "emulated"`) is the profile `make calibrate`
+writes: it models the local stack, one server process per region. Each step's time is
+split as measured: `cpu`, the server's event-loop CPU, which queues at that region's
+server process (one FCFS station: an event loop runs one ready callback at a time, in
+order); `wait`, the rest of the step apart from the emulated wide-area round trip; and
+that round trip itself, exactly as the server's region emulation waits it (the RTT to a
+row's home region, and a quorum under REGION survival). `untraced` covers each
+operation's time outside its steps (HTTP parsing, the response, the client), `prepare`
+the CPU of the unmeasured requests a login or a token request needs first, and
+`calibration` the load run the figures came from.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from scenarios.distributions import Dist
+from scenarios.distributions import Dist, Figure
 
 
 class _Frozen(BaseModel):
@@ -27,11 +38,55 @@ class AccessFigures(_Frozen):
     cross_region: Dist | None = None
 
 
+class StepCost(_Frozen):
+    """A measured step: CPU on the server's event loop, then the rest of its time."""
+
+    cpu: Dist
+    wait: Dist
+
+
+class Calibration(_Frozen):
+    """The load run an `emulated` profile was fitted from, and what that run offered."""
+
+    run_id: str = Field(min_length=1)
+    regions: tuple[str, ...] = Field(min_length=1)
+    qps: float = Field(gt=0)
+    duration_s: float = Field(gt=0)
+    only_operation: str | None = None
+    requests: int = Field(ge=1)
+    servers_per_region: int = Field(default=1, ge=1)
+    capacity_qps: float = Field(gt=0)
+    capacity_source: str = Field(min_length=3)
+    cache_hit_rate: dict[str, dict[str, Figure]]
+    step_share: dict[str, Figure] = Field(default_factory=dict)
+
+
 class Profile(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = Field(min_length=3)
-    network: Literal["layer_figures", "rtt"]
-    write_quorum: Literal["included", "survival"]
-    edge: dict[str, Dist]
+    network: Literal["layer_figures", "rtt", "emulated"]
+    write_quorum: Literal["included", "survival", "emulated"]
+    edge: dict[str, Dist] = Field(default_factory=dict)
     access: dict[str, AccessFigures] = Field(default_factory=dict)
     client_cpu: dict[str, Dist] = Field(default_factory=dict)
+    calibration: Calibration | None = None
+    steps: dict[str, StepCost] = Field(default_factory=dict)
+    untraced: dict[str, StepCost] = Field(default_factory=dict)
+    prepare: dict[str, Dist] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _emulated_has_measurements(self) -> Profile:
+        emulated = self.network == "emulated"
+        if emulated != (self.write_quorum == "emulated"):
+            raise ValueError('network = "emulated" goes with write_quorum = "emulated"')
+        if emulated and (self.calibration is None or not self.steps):
+            raise ValueError(
+                'network = "emulated" needs [calibration] and [steps] (written by make calibrate)'
+            )
+        if not emulated and (self.calibration is not None or self.steps):
+            raise ValueError('[calibration] and [steps] belong to network = "emulated" only')
+        return self
+
+    @property
+    def emulated(self) -> bool:
+        return self.network == "emulated"

@@ -36,3 +36,25 @@ def point_latest(run_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_dir.name)
     tmp.replace(link)
+
+
+# Latency distributions as sparse log-binned counts (`distributions.json` of a simulator
+# run): bin i holds values in [LO * RATIO**i, LO * RATIO**(i+1)) ms, 1 % wide, so a
+# percentile read from the bins is off by at most 1 %.
+LOG_BIN_LO_MS = 0.001
+LOG_BIN_RATIO = 1.01
+
+
+def log_bins(values_ms: Any) -> dict[int, int]:
+    """Sparse counts of `values_ms` (an array) in the shared log bins."""
+    import numpy as np
+
+    v = np.maximum(np.asarray(values_ms, dtype=float), LOG_BIN_LO_MS)
+    idx = np.floor(np.log(v / LOG_BIN_LO_MS) / np.log(LOG_BIN_RATIO)).astype(np.int64)
+    keys, counts = np.unique(idx, return_counts=True)
+    return {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def log_bin_mid_ms(index: Any) -> Any:
+    """The geometric middle of bin(s) `index`, in ms."""
+    return LOG_BIN_LO_MS * LOG_BIN_RATIO ** (index + 0.5)

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from scenarios import ScenarioError, load_seed_targets, load_world
-from scenarios.loader import available_profiles
+from scenarios.loader import available_profiles, calibrated_world
+from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bins
 from sim.errors import SimulationError
 from sim.legacy_limits import legacy_limits
 from sim.legacy_limits import render as render_limits
@@ -68,6 +71,7 @@ def _number(name: str, text: str, kind: type, minimum: float, strict: bool = Fal
 
 def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]]:
     """Check every flag against the scenario and turn them into a plan, or raise."""
+    given = {k: getattr(args, k) for k in ("mau", "load", "arch", "duration", "replications")}
     args.mau = args.mau or "200M"
     args.load = args.load or "average"
     args.profile = args.profile or "seed"
@@ -75,9 +79,14 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
     args.arch = args.arch or "both"
     args.replications = args.replications or "2"
     profiles = available_profiles()
-    if args.profile not in profiles:
-        raise UsageError(f"unknown PROFILE={args.profile!r}: choose one of {', '.join(profiles)}")
+    if args.profile not in profiles and not args.profile.endswith(".toml"):
+        hint = "; make calibrate writes the local one" if args.profile == "local" else ""
+        raise UsageError(
+            f"unknown PROFILE={args.profile!r}: choose one of {', '.join(profiles)}{hint}"
+        )
     world = load_world(args.profile)
+    if world.profile.emulated:
+        return _calibrated_plan(args, world, given)
     regions = world.topology.regions
     if args.region != "all" and args.region not in regions:
         raise UsageError(f"unknown REGION={args.region!r}: choose one of all, {', '.join(regions)}")
@@ -110,6 +119,41 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
     )
     context = {"world": world, "targets": targets, "qps": qps, "legacy_qps": legacy_qps}
     return plan, context
+
+
+def _calibrated_plan(
+    args: argparse.Namespace, world: Any, given: dict[str, str | None]
+) -> tuple[SimulationPlan, dict[str, Any]]:
+    """A plan for a calibrated profile: this machine's stack at the load run's QPS (or
+    QPS=), regions and mix; hybrid only, every station whole."""
+    cal = world.profile.calibration
+    if given["mau"] or given["load"] or given["arch"] not in (None, "hybrid"):
+        raise UsageError(
+            f"PROFILE={args.profile} models the load run {cal.run_id} "
+            f"({cal.qps:g} QPS, {','.join(cal.regions)}): drop MAU, LOAD and ARCH "
+            "(QPS= sets another load)"
+        )
+    world = calibrated_world(world)
+    regions = world.topology.regions
+    if args.region != "all" and args.region not in regions:
+        raise UsageError(
+            f"REGION={args.region!r} is not in the calibrated stack: choose all or "
+            f"{', '.join(regions)}"
+        )
+    args.mau, args.load, args.arch = "local", "calibrated", "hybrid"
+    qps = _number("QPS", args.qps, float, 0, strict=True) if args.qps else cal.qps
+    duration = _number("DURATION", given["duration"] or "120", float, 0, strict=True)
+    plan = SimulationPlan(
+        args.profile,
+        (("hybrid", qps, 1),),
+        duration,
+        _number("WARMUP", args.warmup, float, 0),
+        _number("REPLICATIONS", given["replications"] or "2", int, 1),
+        seed=_number("SEED", args.seed, int, 0),
+        workers=_number("WORKERS", args.workers, int, 0),
+    )
+    ctx = {"world": world, "targets": load_seed_targets(), "qps": qps, "legacy_qps": None}
+    return plan, ctx
 
 
 class Progress:
@@ -165,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"authscale simulate: error: {exc}", file=sys.stderr)
         return 2
     world, targets = ctx["world"], ctx["targets"]
-    tag = f"{args.mau}-{'q' + str(int(ctx['qps'])) if args.qps else args.load}-{args.profile}"
+    profile_name = Path(args.profile).stem if args.profile.endswith(".toml") else args.profile
+    tag = f"{args.mau}-{'q' + str(int(ctx['qps'])) if args.qps else args.load}-{profile_name}"
+    if world.profile.emulated:
+        tag = f"local-q{ctx['qps']:g}-{'-'.join(world.topology.regions)}"
     run_dir = new_run_dir(Path(args.results_dir), "sim", f"{tag}-s{plan.seed}")
     header = _header(args, plan, ctx)
     write_json(
@@ -183,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = findings(rows, avgs, world)
     summary = _summary(args, plan, ctx, results, rows, avgs, notes, wall, run_dir)
     write_latency_csv(run_dir / "latency.csv", rows)
+    write_json(run_dir / "distributions.json", distributions(results, world))
     write_json(run_dir / "summary.json", summary)
     point_latest(run_dir)
     _print_report(args, world, rows, avgs, notes, summary, run_dir)
@@ -295,6 +343,35 @@ def _summary(
         "legacy_limits": (
             legacy_limits(ctx["world"], ctx["legacy_qps"]) if "legacy" in results else None
         ),
+        "regions": list(ctx["world"].topology.regions),
+        # A calibrated profile's load run: what `make compare` matches measurements to.
+        "calibration": (
+            cal.model_dump(mode="json", include={"run_id", "regions", "qps", "only_operation"})
+            if (cal := ctx["world"].profile.calibration) is not None
+            else None
+        ),
+    }
+
+
+def distributions(results: dict[str, Any], world: Any) -> dict[str, Any]:
+    """Every cell's latencies (and each operation-locality's over all regions) in the
+    shared 1 % log bins, for CDFs and two-sample tests against measurements."""
+    cells = []
+    for arch, res in results.items():
+        for (op, loc, region), cell in res.cells.items():
+            if cell.n:
+                cells.append([arch, op, loc, region, log_bins(np.concatenate(cell.batches))])
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for (op, loc, _), cell in res.cells.items():
+            groups.setdefault((op, loc), []).extend(cell.batches)
+        for (op, loc), batches in groups.items():
+            values = np.concatenate(batches) if batches else np.empty(0)
+            if len(values):
+                cells.append([arch, op, loc, "all", log_bins(values)])
+    return {
+        "bins": {"lo_ms": LOG_BIN_LO_MS, "ratio": LOG_BIN_RATIO},
+        "fields": ["architecture", "operation", "locality", "region", "counts"],
+        "cells": cells,
     }
 
 

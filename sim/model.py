@@ -30,6 +30,7 @@ from sim.components import (
     DurableObjectNamespace,
     Network,
     RedisCluster,
+    delay_of,
 )
 from sim.errors import SimulationError
 from sim.queues import FcfsStation
@@ -226,6 +227,22 @@ class SystemModel:
         self.d1 = D1Database(self.world, rng)
         self.extra_stations: list[FcfsStation] = []  # added by failure scenarios
         self.edge = {a: stream_of(dist, rng) for a, dist in self.world.profile.edge.items()}
+        prof = self.world.profile
+        self.app: dict[str, FcfsStation] = {}
+        if prof.emulated:
+            # The local stack: one server process per region, whose event loop runs one
+            # ready callback at a time in the order they became ready (FCFS).
+            assert prof.calibration is not None
+            servers = prof.calibration.servers_per_region
+            self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
+            self.measured = {
+                label: (stream_of(c.cpu, rng), stream_of(c.wait, rng))
+                for label, c in prof.steps.items()
+            }
+            self.untraced = {
+                op: (stream_of(c.cpu, rng), stream_of(c.wait, rng))
+                for op, c in prof.untraced.items()
+            }
 
     def stations(self) -> list[FcfsStation]:
         out: list[FcfsStation] = []
@@ -235,6 +252,7 @@ class SystemModel:
             out.extend(ns.stations)
         out.append(self.d1.station)
         out.extend(self.extra_stations)
+        out.extend(self.app.values())
         return out
 
     def _compile_types(self) -> list[RequestType]:
@@ -283,9 +301,21 @@ class SystemModel:
             if step.share is not None:
                 c.share = self.world.workload.step_share[step.share].value
             compiled.append(c)
+        if self.app:
+            op = next(name for name, o in self.world.operations.of("hybrid").items()
+                      if o.steps == steps)  # fmt: skip
+            cpu, wait = self.untraced[op]
+            compiled.append(
+                CompiledStep(
+                    f"app.untraced|{edge}", True, targets=[(self.app[edge], _ZERO)],
+                    service=cpu, post=wait,
+                )
+            )  # fmt: skip
         return compiled
 
     def _compile_step(self, step: Step, edge: str, home: str, backend: str) -> CompiledStep:
+        if self.app:
+            return self._compile_measured(step, edge, home)
         net = self.network
         comp = step.component
         if comp == "edge":
@@ -336,6 +366,45 @@ class SystemModel:
             )
         targets = [(self.d1.station, net.access("d1", edge, self.d1.region))]
         return CompiledStep(where, True, count=step.count, targets=targets, service=self.d1.service)
+
+    def _compile_measured(self, step: Step, edge: str, home: str) -> CompiledStep:
+        """A step of the local stack: its CPU queues at the edge region's server process,
+        then its measured rest and the wide-area wait the region emulation adds."""
+        cpu, wait = self.measured[step.label]
+        wan = 0.0
+        target = edge
+        if step.component == "crdb" and step.at == "home":
+            target = home
+            wan = emulated_wan_ms(self.world, edge, home, step.kind == "write")
+        return CompiledStep(
+            f"{step.label}|{edge}→{target}",
+            True,
+            count=step.count,
+            targets=[(self.app[edge], _ZERO)],
+            service=cpu,
+            post=delay_of((wait,), wan),
+        )
+
+    def _background(
+        self, station: FcfsStation, qps: float, cpu: Stream
+    ) -> Generator[Any, Any, None]:
+        """Requests the clients send that nobody times (a login's challenge, a token
+        request's authorization code): Poisson at `qps`, they only keep a server busy."""
+        env, cfg = self.env, self.config
+        end = cfg.warmup_ms + cfg.duration_ms
+        mean_gap = 1000.0 / qps
+        while env.now < end:
+            yield env.timeout(float(self.rng.exponential(mean_gap)))
+            station.finish(env.now, cpu())
+
+    def _start_background(self) -> None:
+        world, cfg = self.world, self.config
+        for op, dist in world.profile.prepare.items():
+            share = world.workload.mix[op].value
+            for region, station in self.app.items():
+                qps = cfg.qps * world.workload.region_share[region] * share
+                if qps > 0:
+                    self.env.process(self._background(station, qps, stream_of(dist, self.rng)))
 
     # -- running ---------------------------------------------------------------------
     def _type_sampler(self) -> Callable[[int], np.ndarray]:
@@ -560,6 +629,8 @@ class SystemModel:
     def run(self, on_progress: Callable[[float, int], None] | None = None) -> None:
         """Run to the end of the arrivals, then drain the requests still in flight."""
         self.env.process(self._arrivals())
+        if self.app:
+            self._start_background()
         end = self.config.warmup_ms + self.config.duration_ms
         step = max(end / 50, 1.0)
         t = 0.0
@@ -570,6 +641,24 @@ class SystemModel:
                 if on_progress is not None:
                     on_progress(t / end, self.completed)
             self.env.run()
+
+
+def _zero() -> float:
+    return 0.0
+
+
+_ZERO: Stream = _zero
+
+
+def emulated_wan_ms(world: World, edge: str, home: str, write: bool) -> float:
+    """What the server's region emulation waits for a database step at the row's home:
+    the round trip there, and under REGION survival a quorum in the nearest other region
+    (the full topology's, as the server reads it)."""
+    topo = world.full_topology or world.topology
+    ms = topo.rtt.between(edge, home) if home != edge else 0.0
+    if write and topo.crdb.survival == "region":
+        ms += topo.rtt.between(home, topo.nearest_other_region(home))
+    return ms
 
 
 @contextmanager

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from scenarios.distributions import Constant, Exponential, Lognormal, Uniform
+from scenarios.distributions import Constant, Empirical, Exponential, Lognormal, Uniform
 
 BLOCK = 8192
-AnyDist = Constant | Uniform | Exponential | Lognormal
+AnyDist = Constant | Uniform | Exponential | Lognormal | Empirical
 Stream = Callable[[], float]
 
 
@@ -43,7 +43,13 @@ def stream_of(dist: AnyDist, rng: np.random.Generator) -> Stream:
     if isinstance(dist, Exponential):
         mean = dist.mean_ms
         return _blocks(lambda n: rng.exponential(mean, n)).__next__
-    mu, sigma = float(np.log(dist.median_ms)), dist.sigma
+    if isinstance(dist, Empirical):
+        q = np.array(dist.quantiles_ms)
+        p = np.linspace(0.0, 1.0, len(q))
+        return _blocks(lambda n: np.interp(rng.random(n), p, q)).__next__
+    mu, sigma, shift = float(np.log(dist.median_ms)), dist.sigma, dist.shift_ms
+    if shift:
+        return _blocks(lambda n: shift + rng.lognormal(mu, sigma, n)).__next__
     return _blocks(lambda n: rng.lognormal(mu, sigma, n)).__next__
 
 

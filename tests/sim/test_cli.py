@@ -56,7 +56,19 @@ def test_run_writes_a_complete_results_folder(
     latest = tmp_path / "sim" / "latest"
     assert latest.is_symlink()
     run = latest.resolve()
-    assert {p.name for p in run.iterdir()} == {"scenario.json", "summary.json", "latency.csv"}
+    assert {p.name for p in run.iterdir()} == {
+        "scenario.json",
+        "summary.json",
+        "latency.csv",
+        "distributions.json",
+    }
+    # The cells' latencies in log bins: as many as the rows counted.
+    dists = json.loads((run / "distributions.json").read_text())
+    rows = json.loads((run / "summary.json").read_text())["latency"]
+    n_rows = {(r["architecture"], r["operation"], r["locality"], r["region"]): r["n"] for r in rows}
+    for arch, op, loc, region, counts in dists["cells"]:
+        if (arch, op, loc, region) in n_rows:
+            assert sum(counts.values()) == n_rows[(arch, op, loc, region)]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "ok"
     assert summary["target_qps"] == 3000 and summary["duration_s"] == 2
