@@ -22,11 +22,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     page, charts = render(inputs)
     out = results / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    for target in [out, *(folder / "report.html" for folder in inputs.folders)]:
+        tmp = target.with_suffix(".html.tmp")
+        tmp.write_text(page)
+        tmp.replace(target)
     print(text_summary(inputs))
-    print(f"\n{charts} charts; report: {out} (self-contained, readable offline)")
+    if inputs.twin_note:
+        print(f"simulator against measurement: {inputs.twin_note}")
+    print(f"\n{charts} charts; report: {out} (self-contained, readable offline), and a copy in")
+    for folder in inputs.folders:
+        print(f"  {folder}")
     return 0
 
 

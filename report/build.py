@@ -20,6 +20,16 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from report.compare import (
+    CompareError,
+    Pair,
+    cdf,
+    compare,
+    explain,
+    find_pair,
+    measured_bins,
+    sim_bins,
+)
 from scenarios import load_seed_targets
 
 PERCENTILES = (("p50_ms", 50), ("p90_ms", 90), ("p95_ms", 95), ("p99_ms", 99), ("p999_ms", 99.9))
@@ -34,9 +44,16 @@ class Inputs:
     sim: dict[str, Any] | None = None
     scenario: dict[str, Any] | None = None
     scenario_timeline: list[dict[str, str]] = field(default_factory=list)
+    # The newest load run of the same drill (make loadtest SCENARIO=), on the same axes.
+    scenario_measured: list[dict[str, str]] = field(default_factory=list)
     load: dict[str, Any] | None = None
     costs: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    # The calibrated simulation against the load run of the same load (make compare).
+    twin: dict[str, Any] | None = None
+    twin_pair: Pair | None = None
+    twin_note: str | None = None
+    folders: list[Path] = field(default_factory=list)  # every run read: a copy goes there
 
 
 def _summaries(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -57,6 +74,14 @@ def collect(results: Path) -> Inputs:
     """The newest successful run of each kind under `results`."""
     found = Inputs()
     for run, data in _summaries(results / "sim"):
+        if data.get("kind") == "sim" and data.get("calibration"):
+            if found.twin is None and found.twin_note is None:
+                try:
+                    found.twin_pair = find_pair(results, str(run))
+                    found.twin = compare(found.twin_pair)
+                except (CompareError, OSError, KeyError, ValueError) as exc:
+                    found.twin_note = f"cannot compare {run.name}: {exc}"
+            continue
         if data.get("kind") == "sim" and found.sim is None:
             found.sim, found.sources["simulation"] = data, str(run)
         if data.get("kind") == "sim-scenario" and found.scenario is None:
@@ -64,6 +89,14 @@ def collect(results: Path) -> Inputs:
             with (run / "timeline.csv").open() as fh:
                 found.scenario_timeline = list(csv.DictReader(fh))
     loads = _summaries(results / "load")
+    if found.scenario is not None:
+        for run, data in loads:
+            drill = data.get("scenario")
+            if drill and Path(drill).stem == found.scenario["scenario"]:
+                found.sources["load run of the drill"] = str(run)
+                with (run / "timeline.csv").open() as fh:
+                    found.scenario_measured = list(csv.DictReader(fh))
+                break
     if loads:
         found.sources["load test"] = str(loads[0][0])
         found.load = loads[0][1]
@@ -73,7 +106,12 @@ def collect(results: Path) -> Inputs:
         if key not in seen:
             seen.add(key)
             found.costs.append(data)
-    if not (found.sim or found.scenario or found.load or found.costs):
+    if found.twin_pair is not None:
+        pair = found.twin_pair
+        found.sources["calibrated simulation"] = str(pair.sim_dir)
+        found.sources["its load run"] = str(pair.load_dir)
+    found.folders = sorted({Path(v) for v in found.sources.values()})
+    if not (found.sim or found.scenario or found.load or found.costs or found.twin):
         raise ReportError(
             f"no results to report under {results}: run make simulate, make loadtest, "
             "make simulate SCENARIO=… or make cost first"
@@ -191,6 +229,17 @@ def failure_timeline(inp: Inputs) -> go.Figure | None:
                 x=t, y=[cast(r[col]) if r[col] else None for r in mine],
                 name=f"{col}{label}", row=i, col=1, mode="lines",
             )  # fmt: skip
+    measured = [
+        r for r in inp.scenario_measured if r["region"] == "all" and r["operation"] == "all"
+    ]
+    if measured:
+        t = [int(r["t_s"]) for r in measured]
+        for i, col in enumerate(("offered", "errors", "p99_ms"), start=1):
+            fig.add_scatter(
+                x=t, y=[float(r[col]) if r[col] else None for r in measured],
+                name=f"{col} (measured)", row=i, col=1, mode="lines",
+                line={"dash": "dash", "color": "#444"},
+            )  # fmt: skip
     for ev in inp.scenario["variants"][0]["events"]:
         fig.add_vrect(
             x0=ev["start_s"], x1=ev["start_s"] + ev["for_s"], fillcolor="red", opacity=0.12,
@@ -201,6 +250,45 @@ def failure_timeline(inp: Inputs) -> go.Figure | None:
         height=760,
     )
     fig.update_yaxes(type="log", row=3, col=1)
+    if measured:  # the machine's load is far below the model's: counts on log axes
+        fig.update_yaxes(type="log", row=1, col=1)
+        fig.update_yaxes(type="log", row=2, col=1)
+    return fig
+
+
+def twin_cdfs(inp: Inputs) -> go.Figure | None:
+    """Latency CDFs of the calibrated simulation and its load run, per operation and
+    locality over the stack's regions, on a log axis."""
+    if inp.twin_pair is None:
+        return None
+    meas, simd = measured_bins(inp.twin_pair.load_dir), sim_bins(inp.twin_pair.sim_dir)
+    keys = sorted(k for k in meas if k[2] == "all" and k in simd and sum(meas[k].values()) >= 20)
+    if not keys:
+        return None
+    fig = go.Figure()
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+    for i, key in enumerate(keys):
+        color = palette[i % len(palette)]
+        name = f"{key[0]} {key[1]}"
+        for label, bins, dash in (
+            ("measured", meas[key], "solid"),
+            ("simulated", simd[key], "dot"),
+        ):
+            x, y = cdf(bins)
+            fig.add_scatter(
+                x=x.tolist(), y=y.tolist(), mode="lines", name=f"{label} {name}",
+                legendgroup=name, line={"color": color, "dash": dash},
+            )  # fmt: skip
+    fig.update_layout(
+        title=(
+            f"Latency CDFs: load run {inp.twin['load_run']} (solid) against the calibrated "
+            f"simulation (dotted), {inp.twin['scenario']['qps']:g} QPS"
+        ),
+        xaxis={"title": "ms", "type": "log"},
+        yaxis={"title": "share of requests at or below"},
+        height=560,
+    )
     return fig
 
 
@@ -263,6 +351,20 @@ def verdicts(inp: Inputs) -> list[tuple[str, bool | None, str]]:
                 json.dumps(inp.load["measured_counts"]),
             )
         )
+    if inp.twin is not None:
+        for r in inp.twin["rows"]:
+            if r.get("judged"):
+                out.append(
+                    (
+                        f"twin {r['operation']} {r['locality']} {r['region']}: simulated p50 and "
+                        f"p90 within ±{inp.twin['tolerance']:.0%} of measured",
+                        r["within_tolerance"],
+                        f"p50 {r['p50_simulated_ms']:.2f} vs {r['p50_measured_ms']:.2f} ms "
+                        f"({r['p50_error']:+.1%}), p90 {r['p90_simulated_ms']:.2f} vs "
+                        f"{r['p90_measured_ms']:.2f} ms ({r['p90_error']:+.1%}), "
+                        f"n {r['n_measured']:,}",
+                    )
+                )
     targets = load_seed_targets()
     for data in inp.costs:
         target = targets.bill_for(data["mau"], data["architecture"])
@@ -280,7 +382,7 @@ def verdicts(inp: Inputs) -> list[tuple[str, bool | None, str]]:
 
 def render(inp: Inputs) -> tuple[str, int]:
     """The page, and how many charts it holds."""
-    makers = (seed_bands, percentile_curves, failure_timeline, cost_figure)
+    makers = (seed_bands, percentile_curves, twin_cdfs, failure_timeline, cost_figure)
     figures = [f for f in (make(inp) for make in makers) if f is not None]
     charts = "\n".join(
         f'<section class="chart">{f.to_html(full_html=False, include_plotlyjs=False)}</section>'
@@ -306,6 +408,7 @@ tr.pass td:nth-child(2) {{ color: #1e8449; }} tr.fail td:nth-child(2) {{ color: 
 <h1>authscale report</h1>
 <p>Runs read:</p><ul>{sources}</ul>
 {charts}
+{_twin_section(inp)}
 <h2>Checks</h2>
 <table><tr><th>check</th><th>verdict</th><th>numbers</th></tr>
 {rows}
@@ -313,6 +416,45 @@ tr.pass td:nth-child(2) {{ color: #1e8449; }} tr.fail td:nth-child(2) {{ color: 
 </body></html>
 """
     return page, len(figures)
+
+
+def _twin_section(inp: Inputs) -> str:
+    if inp.twin is None:
+        note = (
+            inp.twin_note
+            or "no calibrated simulation (make calibrate, make simulate PROFILE=local)"
+        )
+        return f"<h2>Simulator against measurement</h2><p>{html.escape(note)}</p>"
+    t = inp.twin
+
+    def ms(v: float) -> str:
+        return f"{v:.2f}"
+
+    rows = "".join(
+        f"<tr class='{'pass' if r['within_tolerance'] else 'fail' if r['judged'] else ''}'>"
+        f"<td>{r['operation']}</td><td>{r['locality']}</td><td>{r['region']}</td>"
+        f"<td>{r['n_measured']:,}</td>"
+        + "".join(
+            f"<td>{ms(r[f'p{q}_measured_ms'])}</td><td>{ms(r[f'p{q}_simulated_ms'])}</td>"
+            f"<td>{r[f'p{q}_error']:+.1%}</td>"
+            for q in (50, 90, 99)
+        )
+        + f"<td>{r['ks_d']:.3f} (p={r['ks_p']:.2g})</td><td>{html.escape(r['verdict'])}</td></tr>"
+        for r in t["rows"]
+        if "p50_error" in r
+    )
+    reasons = "".join(f"<li>{html.escape(line)}</li>" for line in explain(t))
+    return f"""<h2>Simulator against measurement</h2>
+<p>Simulation {html.escape(t["simulation"])} (profile local) against load run
+{html.escape(t["load_run"])}: {t["scenario"]["qps"]:g} QPS on
+{html.escape(", ".join(t["scenario"]["regions"]))}. {t["cells_within"]} of {t["cells_judged"]}
+cells with at least {t["min_samples"]:,} measured requests have simulated p50 and p90 within
+±{t["tolerance"]:.0%}: goal <b>{"met" if t["goal_met"] else "not met"}</b>.</p>
+<ul>{reasons}</ul>
+<table><tr><th>operation</th><th>locality</th><th>region</th><th>n</th>
+<th>p50 measured</th><th>p50 sim</th><th>error</th><th>p90 measured</th><th>p90 sim</th>
+<th>error</th><th>p99 measured</th><th>p99 sim</th><th>error</th><th>KS D</th><th>verdict</th></tr>
+{rows}</table>"""
 
 
 def text_summary(inp: Inputs) -> str:

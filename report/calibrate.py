@@ -1,0 +1,472 @@
+"""`make calibrate`: fit the `local` latency profile from a traced load run.
+
+`make calibrate` first runs `make loadtest TRACE=1` against the local stack; this module
+then reads that run's `trace.json` (every response's Server-Timing record, see
+`loadgen.trace`) and fits, for every step of the step lists, two service-time
+distributions with scipy: the event loop's CPU time in the step, and the rest of the
+step apart from the emulated wide-area wait. The same pair is fitted for each
+operation's time outside its steps, and the CPU of the preparation requests. Cache hit
+rates and step shares are counted from which steps the server performed. The result is
+`scenarios/data/profiles/local.toml`, a `network = "emulated"` profile that names the run
+it came from; `make simulate PROFILE=local` then models this machine at the run's QPS,
+regions and mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from scenarios import DATA_DIR, ScenarioError, load_world
+from scenarios.loader import load_model
+from scenarios.profiles import Profile
+from scenarios.workload import LOCALITIES, OPERATIONS
+
+FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
+MIN_SAMPLES = 1  # a step never performed: the pooled figures of its component stand in
+SHAPE_MIN = 10  # fewer samples than this: their median, as a constant
+GOOD_FIT = 0.05  # KS distance a fitted shape must reach; otherwise the quantiles are kept
+QUANTILES = 100  # an empirical distribution keeps the 0th, 1st, ..., 100th percentiles
+
+
+class CalibrationError(Exception):
+    """The load run cannot be calibrated from; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted distribution as a scenario-file inline table, with its goodness of fit."""
+
+    table: dict[str, Any]
+    n: int
+    ks: float
+    mean_ms: float
+
+    def toml(self) -> str:
+        return _inline(self.table)
+
+
+def fit(samples: np.ndarray, what: str) -> Fit:
+    """The better of a lognormal and a shifted lognormal (maximum likelihood, scipy) by the
+    Kolmogorov-Smirnov distance to the samples; when neither comes within GOOD_FIT (the
+    event loop's CPU clock often gives two modes: a warm and a cold path), the samples'
+    percentiles as an empirical distribution; a constant when they hardly vary."""
+    x = np.maximum(np.asarray(samples, dtype=float), FLOOR_MS)
+    n = len(x)
+    mean = float(x.mean())
+    if n == 0:
+        raise CalibrationError(f"no samples for {what}")
+    if float(x.std()) <= 0.01 * mean or n < SHAPE_MIN:
+        table = {"dist": "constant", "value_ms": round(float(np.median(x)), 4)}
+        few = "" if n >= SHAPE_MIN else " (too few for a shape)"
+        return Fit({**table, "source": f"{what}: median of n={n}{few}"}, n, 0.0, mean)
+    candidates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sigma, _, scale = stats.lognorm.fit(x, floc=0)
+        candidates.append((float(sigma), 0.0, float(scale)))
+        try:
+            sigma, loc, scale = stats.lognorm.fit(x)
+            if 0 <= loc < float(x.min()) and scale > 0:
+                candidates.append((float(sigma), float(loc), float(scale)))
+        except (ValueError, RuntimeError, stats.FitError):
+            pass
+    best = None
+    for sigma, loc, scale in candidates:
+        sigma = min(max(sigma, 1e-3), 3.0)
+        ks = ks_distance(x, stats.lognorm(sigma, loc, scale).cdf)
+        if best is None or ks < best[0]:
+            best = (ks, sigma, loc, scale)
+    assert best is not None
+    ks, sigma, loc, scale = best
+    if ks > GOOD_FIT:
+        q = np.quantile(x, np.linspace(0.0, 1.0, QUANTILES + 1))
+        emp_ks = ks_distance(x, _quantile_cdf(q))
+        source = (
+            f"{what}: percentiles of n={n} samples (the best fitted lognormal was off by KS "
+            f"D={ks:.3f}; these by D={emp_ks:.3f})"
+        )
+        table = {"dist": "empirical", "quantiles_ms": [round(float(v), 4) for v in q]}
+        return Fit({**table, "source": source}, n, emp_ks, float(np.mean(q[:-1] + q[1:]) / 2))
+    shape = "shifted lognormal" if loc > 0 else "lognormal"
+    table: dict[str, Any] = {
+        "dist": "lognormal",
+        "median_ms": round(scale, 5),
+        "sigma": round(sigma, 4),
+    }
+    if loc > 0:
+        table["shift_ms"] = round(loc, 5)
+    table["source"] = f"{what}: {shape} fitted by maximum likelihood, n={n}, KS D={ks:.3f}"
+    return Fit(table, n, ks, mean)
+
+
+def ks_distance(x: np.ndarray, cdf: Any) -> float:
+    """sup |F_n - F| between the samples' CDF and `cdf`, on both sides of every sample
+    value, so that repeated values (the clock's resolution makes many) are judged as the
+    atoms they are rather than as a continuous jump."""
+    values, counts = np.unique(x, return_counts=True)
+    right = np.cumsum(counts) / len(x)
+    left = right - counts / len(x)
+    f_right = np.asarray(cdf(values), dtype=float)
+    f_left = np.asarray(cdf(np.nextafter(values, -np.inf)), dtype=float)
+    return float(max(np.max(np.abs(right - f_right)), np.max(np.abs(left - f_left))))
+
+
+def _quantile_cdf(q: np.ndarray) -> Any:
+    """The CDF that inverse-transform sampling of quantiles `q` draws from; at a value that
+    several quantiles share (an atom), the highest of their probabilities."""
+    p = np.linspace(0.0, 1.0, len(q))
+    values = np.unique(q)
+    probs = p[np.searchsorted(q, values, side="right") - 1]
+    if len(values) == 1:
+        return lambda v: (np.asarray(v) >= values[0]).astype(float)
+    return lambda v: np.interp(v, values, probs, left=0.0, right=1.0)
+
+
+def _inline(table: dict[str, Any]) -> str:
+    parts = []
+    for key, value in table.items():
+        if isinstance(value, list):
+            parts.append(f"{key} = [" + ", ".join(repr(v) for v in value) + "]")
+        elif isinstance(value, str):
+            parts.append(f"{key} = {json.dumps(value)}")
+        else:
+            parts.append(f"{key} = {value!r}")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def load_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """summary.json, load-config.json and trace.json of a traced load run, or a clear error."""
+    summary_path = run / "summary.json"
+    if not summary_path.is_file():
+        raise CalibrationError(f"{run} is not a load run (no summary.json); give RUN=<run folder>")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("kind") not in ("load", None):
+        raise CalibrationError(
+            f"{run} is not a load run (it is a {summary['kind']} run); give RUN=<load run folder>"
+        )
+    if summary.get("status") != "ok":
+        raise CalibrationError(
+            f"{run}: the load run did not finish ({summary.get('status')}: "
+            f"{summary.get('error')}); calibrate from one that did"
+        )
+    trace_path = run / "trace.json"
+    if not summary.get("traced") or not trace_path.is_file():
+        raise CalibrationError(
+            f"{run} was not traced: calibrate from a run of make loadtest TRACE=1 "
+            "(make calibrate runs one)"
+        )
+    if summary.get("scenario"):
+        raise CalibrationError(
+            f"{run} ran the failure drill {summary['scenario']}: calibrate from a run without one"
+        )
+    trace = json.loads(trace_path.read_text())
+    if trace.get("format") != "authscale-trace-1":
+        raise CalibrationError(f"{trace_path}: unknown trace format {trace.get('format')!r}")
+    if not trace["requests"]:
+        raise CalibrationError(f"{trace_path}: no traced request succeeded; look at locust.log")
+    config = json.loads((run / "load-config.json").read_text())
+    return summary, config, trace
+
+
+def _step_samples(trace: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per step: (cpu samples, rest-of-step samples)."""
+    out: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for *_, steps in trace["requests"]:
+        for name, dur, cpu, wan in steps:
+            cpus, waits = out[name]
+            cpus.append(cpu)
+            waits.append(dur - cpu - wan)
+    return out
+
+
+def outside_cpu_ms(summary: dict[str, Any], trace: dict[str, Any]) -> float:
+    """Event-loop CPU per request spent before the middleware starts timing and after the
+    response starts (HTTP parsing and writing): the servers' loop CPU over the run, per
+    request answered, less what the requests' own `app` entries counted."""
+    total_s = summary.get("server_loop_cpu_s") or 0.0
+    requests = summary.get("server_requests_total") or 0
+    inside = [r[5] for r in trace["requests"]] + [p[3] for p in trace["prepares"]]
+    if not total_s or not requests or not inside:
+        return 0.0
+    return max(0.0, 1000.0 * total_s / requests - float(np.mean(inside)))
+
+
+def _untraced_samples(
+    trace: dict[str, Any], outside_ms: float
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per operation: CPU outside the steps (with the CPU outside the middleware), and the
+    rest of the latency outside them."""
+    out: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for op, _, _, latency, _, app_cpu, steps in trace["requests"]:
+        cpu = max(app_cpu - sum(s[2] for s in steps), 0.0) + outside_ms
+        cpus, waits = out[op]
+        cpus.append(cpu)
+        waits.append(latency - sum(s[1] for s in steps) - cpu)
+    return out
+
+
+def _outcomes(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
+    """Per locality and cache: [lookups, hits], from whether a miss-only step ran."""
+    catalog = world.operations.of("hybrid")
+    counts: dict[str, dict[str, list[int]]] = {
+        loc: defaultdict(lambda: [0, 0]) for loc in LOCALITIES
+    }
+    for op, locality, _, _, _, _, steps in trace["requests"]:
+        performed = {s[0] for s in steps}
+        for step in catalog[op].steps:
+            if step.outcome is None or step.label not in performed:
+                continue
+            miss_steps = {s.label for s in catalog[op].steps if s.when == f"{step.outcome}:miss"}
+            row = counts[locality][step.outcome]
+            row[0] += 1
+            row[1] += not (miss_steps & performed)
+    return counts
+
+
+def _shares(world: Any, trace: dict[str, Any]) -> dict[str, list[int]]:
+    """Per step share: [requests of its operation, requests that performed the step]."""
+    catalog = world.operations.of("hybrid")
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for op, *_, steps in trace["requests"]:
+        performed = {s[0] for s in steps}
+        for step in catalog[op].steps:
+            if step.share is not None:
+                out[step.share][0] += 1
+                out[step.share][1] += step.label in performed
+    return out
+
+
+def calibrate(run: Path, out: Path) -> dict[str, Any]:
+    """Fit the profile from `run` and write it to `out`; returns what it found."""
+    summary, config, trace = load_run(run)
+    world = load_world("seed")
+    run_id = summary["run_id"]
+    where = f"run {run_id}"
+    catalog = world.operations.of("hybrid")
+    wanted = {s.label: s for op in catalog.values() for s in op.steps}
+    samples = _step_samples(trace)
+    fits: dict[str, tuple[Fit, Fit]] = {}
+    pooled: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for label, (cpus, waits) in samples.items():
+        component = label.split(".")[0]
+        pooled[component][0].extend(cpus)
+        pooled[component][1].extend(waits)
+        if label in wanted and len(cpus) >= MIN_SAMPLES:
+            fits[label] = (
+                fit(np.array(cpus), f"{label} event-loop CPU, {where}"),
+                fit(np.array(waits), f"{label} time outside the CPU and the emulated WAN, {where}"),
+            )
+    stand_ins: list[str] = []
+    for label, step in wanted.items():
+        if label in fits:
+            continue
+        cpus, waits = pooled.get(step.component, ([], []))
+        if not cpus:
+            raise CalibrationError(
+                f"{run}: step {label} never ran, nor did any other {step.component} step: "
+                "run a longer or busier calibration (DURATION=, QPS=)"
+            )
+        note = (
+            f"{label} never ran in {where} (its share or miss rate there was 0, so the model "
+            f"never takes it either); all {step.component} steps pooled stand in"
+        )
+        fits[label] = (fit(np.array(cpus), note + " (CPU)"), fit(np.array(waits), note))
+        stand_ins.append(label)
+    outside = outside_cpu_ms(summary, trace)
+    rest = _untraced_samples(trace, outside)
+    untraced: dict[str, tuple[Fit, Fit]] = {}
+    for op, (cpus, waits) in rest.items():
+        untraced[op] = (
+            fit(np.array(cpus), f"{op}: event-loop CPU outside its steps, {where}"),
+            fit(
+                np.array(waits),
+                f"{op}: latency outside its steps and that CPU (HTTP, the client), {where}",
+            ),
+        )
+    ops_run = [op for op in OPERATIONS if op in untraced]
+    missing = [op for op in OPERATIONS if op not in untraced]
+    for op in missing:  # MIX=<one operation>: the others take the pooled figures
+        cpus = [c for o in ops_run for c in rest[o][0]]
+        waits = [w for o in ops_run for w in rest[o][1]]
+        note = f"{op} was not sent in {where}; the other operations' figures stand in"
+        untraced[op] = (fit(np.array(cpus), note + " (CPU)"), fit(np.array(waits), note))
+    prepare: dict[str, Fit] = {}
+    by_op: dict[str, list[float]] = defaultdict(list)
+    for op, _, _, app_cpu in trace["prepares"]:
+        by_op[op].append(app_cpu + outside)
+    for op, cpus in by_op.items():
+        prepare[op] = fit(
+            np.array(cpus), f"event-loop CPU of the request that prepares a {op}, {where}"
+        )
+    hit_rates = _outcomes(world, trace)
+    shares = _shares(world, trace)
+    # The servers' capacity: one event loop per region, busy for the CPU the loops spent
+    # in the run (their own clock, HTTP parsing and preparations included) per request
+    # offered; the regions share the load by their traffic shares, evenly enough here.
+    offered = sum(r["n"] + r["errors"] for r in summary["latency"])
+    if not summary.get("server_loop_cpu_s") or not offered:
+        raise CalibrationError(
+            f"{run}: the servers reported no event-loop CPU (/metrics); rerun make calibrate"
+        )
+    cpu_per_request = 1000.0 * summary["server_loop_cpu_s"] / offered
+    regions = list(config["regions"])
+    loop_capacity = len(regions) * 1000.0 / cpu_per_request
+    # The machine's: every process shares its cores (the loops, the password hashes on
+    # worker threads, Redis, PostgreSQL, the load generator itself); what it was busy with
+    # before the load started is not the load's and leaves fewer cores for it.
+    capacity, binding = loop_capacity, "the servers' event loops"
+    machine_ms = None
+    idle = summary.get("machine_idle_busy_cores") or 0.0
+    if summary.get("machine_busy_s") and summary.get("machine_window_s"):
+        load_busy = summary["machine_busy_s"] - idle * summary["machine_window_s"]
+        machine_ms = 1000.0 * max(load_busy, 0.0) / offered
+        cores = (summary.get("machine_cores") or 1) - idle
+        if machine_ms > 0 and cores * 1000.0 / machine_ms < capacity:
+            capacity, binding = cores * 1000.0 / machine_ms, "the machine's cores"
+    capacity_source = (
+        f"run {run_id}: the event loops spent {cpu_per_request:.3f} ms of CPU per request "
+        f"(/metrics), {loop_capacity:.0f} QPS for one loop per region"
+        + (
+            f"; the machine {machine_ms:.3f} ms per request beyond its idle "
+            f"{idle:.2f} cores (/proc/stat)"
+            if machine_ms
+            else ""
+        )
+        + f"; {binding} bind first"
+    )
+    text = _render(
+        run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
+        hit_rates, shares, world,
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".toml.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return {
+        "run_id": run_id,
+        "requests": len(trace["requests"]),
+        "capacity_qps": capacity,
+        "cpu_per_request_ms": cpu_per_request,
+        "machine_cpu_per_request_ms": machine_ms,
+        "loop_capacity_qps": loop_capacity,
+        "capacity_binding": binding,
+        "outside_cpu_ms": outside,
+        "stand_ins": stand_ins,
+        "fits": {k: (c.table, w.table) for k, (c, w) in fits.items()},
+        "worst_ks": max((f.ks, k) for k, pair in fits.items() for f in pair),
+    }
+
+
+def _render(
+    run_id: str,
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    regions: list[str],
+    capacity: float,
+    capacity_source: str,
+    fits: dict[str, tuple[Fit, Fit]],
+    untraced: dict[str, tuple[Fit, Fit]],
+    prepare: dict[str, Fit],
+    hit_rates: dict[str, dict[str, list[int]]],
+    shares: dict[str, list[int]],
+    world: Any,
+) -> str:
+    lines = [
+        "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
+        "# edit by hand (calibrate again). Every figure names the run it was fitted from.",
+        'name = "local"',
+        f"description = \"this machine's stack as measured in load run {run_id}: one server "
+        f'process per region ({", ".join(regions)}), fitted step times, emulated WAN"',
+        'network = "emulated"',
+        'write_quorum = "emulated"',
+        "",
+        "[calibration]",
+        f'run_id = "{run_id}"',
+        "regions = [" + ", ".join(f'"{r}"' for r in regions) + "]",
+        f"qps = {float(config['qps'])!r}",
+        f"duration_s = {float(config['duration_s'])!r}",
+    ]
+    if config.get("only_operation"):
+        lines.append(f'only_operation = "{config["only_operation"]}"')
+    lines += [
+        f"requests = {summary['latency'] and sum(r['n'] for r in summary['latency'])}",
+        "servers_per_region = 1",
+        f"capacity_qps = {round(capacity, 1)!r}",
+        f"capacity_source = {json.dumps(capacity_source)}",
+        "",
+    ]
+    for locality in LOCALITIES:
+        lines.append(f"[calibration.cache_hit_rate.{locality}]")
+        for cache, figure in world.workload.cache_hit_rate[locality].items():
+            lookups, hits = hit_rates[locality].get(cache, [0, 0])
+            if lookups:
+                value = hits / lookups
+                source = f"{hits} hits in {lookups} lookups in run {run_id}"
+            else:
+                value = figure.value
+                source = f"no {locality} {cache} lookup in run {run_id}; the workload's figure"
+            lines.append(f"{cache} = {_inline({'value': round(value, 6), 'source': source})}")
+        lines.append("")
+    lines.append("[calibration.step_share]")
+    for name, figure in world.workload.step_share.items():
+        n, k = shares.get(name, [0, 0])
+        value, source = (
+            (k / n, f"{k} of {n} requests in run {run_id}")
+            if n
+            else (figure.value, f"no request with this step in run {run_id}; the workload's figure")
+        )
+        lines.append(f"{name} = {_inline({'value': round(value, 6), 'source': source})}")
+    lines.append("")
+    for label, (cpu, wait) in sorted(fits.items()):
+        lines += [f'[steps."{label}"]', f"cpu = {cpu.toml()}", f"wait = {wait.toml()}", ""]
+    for op, (cpu, wait) in sorted(untraced.items()):
+        lines += [f"[untraced.{op}]", f"cpu = {cpu.toml()}", f"wait = {wait.toml()}", ""]
+    if prepare:
+        lines.append("[prepare]")
+        lines += [f"{op} = {f.toml()}" for op, f in sorted(prepare.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="make calibrate", description=__doc__)
+    p.add_argument("--run", default="", help="a traced load run folder (default: the newest)")
+    p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    p.add_argument("--out", default=str(DATA_DIR / "profiles" / "local.toml"))
+    args = p.parse_args(argv)
+    run = Path(args.run) if args.run else Path(args.results_dir) / "load" / "latest"
+    try:
+        found = calibrate(run.resolve(), Path(args.out))
+        load_model(Profile, Path(args.out))  # what was written loads
+    except (CalibrationError, ScenarioError, OSError, KeyError, ValueError) as exc:
+        print(f"authscale calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    ks, worst = found["worst_ks"]
+    print(
+        f"authscale calibrate: fitted {len(found['fits'])} steps from {found['requests']:,} "
+        f"traced requests of run {found['run_id']}\n"
+        f"  event-loop CPU per request {found['cpu_per_request_ms']:.3f} ms (the loops alone "
+        f"would carry {found['loop_capacity_qps']:,.0f} QPS); {found['capacity_binding']} "
+        f"saturate first, near {found['capacity_qps']:,.0f} QPS "
+        f"(70 % = {0.7 * found['capacity_qps']:,.0f} QPS); of that CPU, "
+        f"{found['outside_cpu_ms']:.3f} ms is HTTP work outside the traced window\n"
+        f"  worst fit: {worst} (KS D = {ks:.3f})"
+    )
+    for label in found["stand_ins"]:
+        print(f"  {label}: never ran; its component's pooled figures stand in")
+    print(f"  wrote {args.out}; next: make simulate PROFILE=local && make report")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""`make compare`: a calibrated simulation against the load run of the same scenario.
+
+A simulator run with a calibrated profile (`make simulate PROFILE=local`) records the
+load it modelled (regions, QPS, mix). This module finds the load run that offered the
+same (or takes the two runs named), refuses runs that differ, and puts them side by
+side per operation × locality × region: measured p50/p90/p99 against simulated (with
+the simulator's 95 % intervals), the relative errors, and a two-sample
+Kolmogorov-Smirnov test of the two distributions. A cell with at least MIN_SAMPLES
+measured requests passes when its simulated p50 and p90 are within TOLERANCE of the
+measured ones; where a cell is off, the step whose mean time differs most between the
+model and the load run's trace (when it was traced) is named as the cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+from scipy import stats
+
+from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bin_mid_ms
+
+TOLERANCE = 0.15
+MIN_SAMPLES = 1000
+PERCENTILES = (50, 90, 99)
+
+
+class CompareError(Exception):
+    """The two runs cannot be compared; the message says why and what to run."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    sim_dir: Path
+    sim: dict[str, Any]
+    load_dir: Path
+    load: dict[str, Any]
+
+
+def _read(run: Path) -> dict[str, Any]:
+    path = run / "summary.json"
+    if not path.is_file():
+        raise CompareError(f"{run}: no summary.json (not a run folder)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    if data.get("status") != "ok":
+        raise CompareError(f"{run}: the run did not finish ({data.get('status')})")
+    return data
+
+
+def _runs(folder: Path) -> list[Path]:
+    return sorted(
+        (p.parent for p in folder.glob("*/summary.json") if p.parent.name != "latest"),
+        reverse=True,
+    )
+
+
+def scenario_of_load(load: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "regions": sorted(load["regions"]),
+        "qps": float(load["target_qps"]),
+        "mix": load.get("only_operation") or "default",
+        "failure drill": load.get("scenario") or "none",
+        "mode": load.get("mode", "open"),
+    }
+
+
+def scenario_of_sim(sim: dict[str, Any]) -> dict[str, Any]:
+    cal = sim.get("calibration")
+    if sim.get("kind") != "sim" or cal is None:
+        raise CompareError(
+            f"simulation {sim.get('run_id')} used profile {sim.get('profile')!r}, which models "
+            "the seed's deployment, not this machine: run make calibrate, then "
+            "make simulate PROFILE=local"
+        )
+    return {
+        "regions": sorted(sim["regions"]),
+        "qps": float(sim["target_qps"]),
+        "mix": cal.get("only_operation") or "default",
+        "failure drill": "none",
+        "mode": "open",
+    }
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{k}: simulated {a[k]} vs measured {b[k]}" for k in a if a[k] != b.get(k)]
+
+
+def find_pair(results: Path, sim_run: str = "", load_run: str = "") -> Pair:
+    """The simulation (SIM=, else the newest calibrated one) and the load run of the same
+    scenario (LOAD=, else the newest that matches); a clear error when there is none."""
+    if sim_run:
+        sim_dir = Path(sim_run)
+        sim = _read(sim_dir)
+    else:
+        found = [(d, s) for d in _runs(results / "sim") if (s := _try(d)) and s.get("calibration")]
+        if not found:
+            raise CompareError(
+                f"no calibrated simulation under {results / 'sim'}: run make calibrate, then "
+                "make simulate PROFILE=local"
+            )
+        sim_dir, sim = found[0]
+    want = scenario_of_sim(sim)
+    if load_run:
+        load_dir = Path(load_run)
+        load = _read(load_dir)
+        if load.get("kind") != "load":
+            raise CompareError(f"{load_dir} is not a load run (kind {load.get('kind')!r})")
+        diff = differences(want, scenario_of_load(load))
+        if diff:
+            raise CompareError(
+                f"simulation {sim['run_id']} and load run {load['run_id']} are not the same "
+                f"scenario ({'; '.join(diff)}): compare runs of one load"
+            )
+        return Pair(sim_dir, sim, load_dir, load)
+    for d in _runs(results / "load"):
+        load = _try(d)
+        if load and load.get("kind") == "load" and not differences(want, scenario_of_load(load)):
+            return Pair(sim_dir, sim, d, load)
+    qps = f"{want['qps']:g}"
+    raise CompareError(
+        f"no load run matches simulation {sim['run_id']} ({qps} QPS on "
+        f"{','.join(want['regions'])}, mix {want['mix']}): run make loadtest QPS={qps} "
+        f"REGIONS={','.join(want['regions'])} TRACE=1"
+        + ("" if want["mix"] == "default" else f" MIX={want['mix']}")
+    )
+
+
+def _try(run: Path) -> dict[str, Any] | None:
+    try:
+        return _read(run)
+    except (CompareError, OSError, ValueError):
+        return None
+
+
+# -- distributions ------------------------------------------------------------------------
+
+
+def measured_bins(load_dir: Path) -> dict[tuple[str, str, str], dict[int, int]]:
+    """The load run's HdrHistograms (µs) in the simulator's log bins, per cell and per
+    operation-locality over all regions."""
+    data = json.loads((load_dir / "recorder.json").read_text())
+    out: dict[tuple[str, str, str], dict[int, int]] = {}
+    merged: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for op, loc, region, text in data["histograms"]:
+        hist = HdrHistogram.decode(base64.b64decode(text))
+        values, counts = [], []
+        for item in hist.get_recorded_iterator():
+            values.append(item.value_iterated_to / 1000.0)
+            counts.append(item.count_at_value_iterated_to)
+        bins: dict[int, int] = defaultdict(int)
+        idx = _bin_index(np.array(values))
+        for i, n in zip(idx.tolist(), counts, strict=True):
+            bins[i] += n
+            merged[(op, loc)][i] += n
+        out[(op, loc, region)] = dict(bins)
+    for (op, loc), bins in merged.items():
+        out[(op, loc, "all")] = dict(bins)
+    return out
+
+
+def _bin_index(values_ms: np.ndarray) -> np.ndarray:
+    v = np.maximum(values_ms, LOG_BIN_LO_MS)
+    return np.floor(np.log(v / LOG_BIN_LO_MS) / np.log(LOG_BIN_RATIO)).astype(np.int64)
+
+
+def sim_bins(sim_dir: Path) -> dict[tuple[str, str, str], dict[int, int]]:
+    path = sim_dir / "distributions.json"
+    if not path.is_file():
+        raise CompareError(f"{sim_dir}: no distributions.json (a run older than make compare)")
+    data = json.loads(path.read_text())
+    return {
+        (op, loc, region): {int(k): v for k, v in counts.items()}
+        for arch, op, loc, region, counts in data["cells"]
+        if arch == "hybrid"
+    }
+
+
+def cdf(bins: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(upper bin edges in ms, cumulative share) of binned counts."""
+    keys = np.array(sorted(bins))
+    counts = np.array([bins[k] for k in keys], dtype=float)
+    return LOG_BIN_LO_MS * LOG_BIN_RATIO ** (keys + 1), np.cumsum(counts) / counts.sum()
+
+
+def percentile(bins: dict[int, int], q: float) -> float:
+    keys = np.array(sorted(bins))
+    counts = np.cumsum([bins[k] for k in keys])
+    i = int(np.searchsorted(counts, q / 100 * counts[-1]))
+    return float(log_bin_mid_ms(keys[min(i, len(keys) - 1)]))
+
+
+def ks_two_sample(a: dict[int, int], b: dict[int, int]) -> tuple[float, float]:
+    """Kolmogorov-Smirnov distance between two binned samples, and its asymptotic p-value
+    (scipy's Kolmogorov distribution at D·sqrt(nm/(n+m)))."""
+    keys = np.array(sorted(set(a) | set(b)))
+    ca = np.cumsum([a.get(k, 0) for k in keys], dtype=float)
+    cb = np.cumsum([b.get(k, 0) for k in keys], dtype=float)
+    n, m = ca[-1], cb[-1]
+    d = float(np.max(np.abs(ca / n - cb / m)))
+    p = float(stats.kstwobign.sf(d * math.sqrt(n * m / (n + m))))
+    return d, p
+
+
+# -- steps ----------------------------------------------------------------------------------
+
+
+def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Mean ms per request in each step (and `app.untraced`, the rest) per cell, from the
+    load run's trace; empty when the run was not traced."""
+    path = load_dir / "trace.json"
+    if not path.is_file():
+        return {}
+    trace = json.loads(path.read_text())
+    sums: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for op, loc, region, latency, _, _, steps in trace["requests"]:
+        for key in ((op, loc, region), (op, loc, "all")):
+            counts[key] += 1
+            for name, dur, *_ in steps:
+                sums[key][name] += dur
+            sums[key]["app.untraced"] += latency - sum(s[1] for s in steps)
+    return {k: {s: v / counts[k] for s, v in d.items()} for k, d in sums.items()}
+
+
+def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for label, ms in (row.get("steps_mean_ms") or {}).items():
+        out[label.split("|")[0]] += ms
+    return out
+
+
+# -- the comparison ---------------------------------------------------------------------------
+
+
+def compare(pair: Pair) -> dict[str, Any]:
+    meas = measured_bins(pair.load_dir)
+    simd = sim_bins(pair.sim_dir)
+    msteps = measured_steps(pair.load_dir)
+    sim_rows = {
+        (r["operation"], r["locality"], r["region"]): r
+        for r in pair.sim["latency"]
+        if r["architecture"] == "hybrid"
+    }
+    rows = []
+    for key in sorted(meas):
+        m, s = meas[key], simd.get(key)
+        n = sum(m.values())
+        row: dict[str, Any] = {
+            "operation": key[0], "locality": key[1], "region": key[2], "n_measured": n,
+        }  # fmt: skip
+        if s is None:
+            row.update(verdict="no simulated requests", judged=False)
+            rows.append(row)
+            continue
+        row["n_simulated"] = sum(s.values())
+        srow = sim_rows.get(key, {})
+        for q in PERCENTILES:
+            mv, sv = percentile(m, q), percentile(s, q)
+            row[f"p{q}_measured_ms"] = round(mv, 3)
+            row[f"p{q}_simulated_ms"] = round(sv, 3)
+            row[f"p{q}_error"] = round(sv / mv - 1, 4)
+        row["p50_simulated_ci_ms"] = srow.get("p50_ci_ms")
+        row["p99_simulated_ci_ms"] = srow.get("p99_ci_ms")
+        d, p = ks_two_sample(m, s)
+        row["ks_d"], row["ks_p"] = round(d, 4), p
+        judged = n >= MIN_SAMPLES
+        ok = abs(row["p50_error"]) <= TOLERANCE and abs(row["p90_error"]) <= TOLERANCE
+        row["judged"] = judged
+        row["within_tolerance"] = ok
+        row["verdict"] = (
+            ("pass" if ok else "off") if judged else f"not judged (< {MIN_SAMPLES:,} measured)"
+        )
+        mine, theirs = _sim_steps(srow), msteps.get(key, {})
+        if theirs and mine:
+            diffs = {k: mine.get(k, 0.0) - theirs.get(k, 0.0) for k in set(mine) | set(theirs)}
+            worst = max(diffs, key=lambda k: abs(diffs[k]))
+            row["step_gap"] = {
+                "step": worst,
+                "simulated_mean_ms": round(mine.get(worst, 0.0), 3),
+                "measured_mean_ms": round(theirs.get(worst, 0.0), 3),
+            }
+        rows.append(row)
+    judged = [r for r in rows if r.get("judged")]
+    return {
+        "kind": "compare",
+        "simulation": pair.sim["run_id"],
+        "load_run": pair.load["run_id"],
+        "scenario": scenario_of_sim(pair.sim),
+        "load_target_reached": pair.load.get("target_reached"),
+        "tolerance": TOLERANCE,
+        "min_samples": MIN_SAMPLES,
+        "cells_judged": len(judged),
+        "cells_within": sum(1 for r in judged if r["within_tolerance"]),
+        "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
+        "rows": rows,
+    }
+
+
+def explain(result: dict[str, Any]) -> list[str]:
+    """One sentence per judged cell that is off: by how much, and which step differs."""
+    out = []
+    for r in result["rows"]:
+        if not r.get("judged") or r["within_tolerance"]:
+            continue
+        text = (
+            f"{r['operation']} {r['locality']} ({r['region']}): simulated p50 "
+            f"{r['p50_simulated_ms']:.2f} vs measured {r['p50_measured_ms']:.2f} ms "
+            f"({r['p50_error']:+.0%}), p90 {r['p90_simulated_ms']:.2f} vs "
+            f"{r['p90_measured_ms']:.2f} ms ({r['p90_error']:+.0%})"
+        )
+        gap = r.get("step_gap")
+        if gap:
+            text += (
+                f"; the step that differs most is {gap['step']}: {gap['simulated_mean_ms']:.2f} "
+                f"ms simulated vs {gap['measured_mean_ms']:.2f} ms measured per request"
+            )
+        out.append(text)
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    head = (
+        f"{'operation':<20}{'locality':<14}{'region':<9}{'n':>7}"
+        f"{'p50 meas':>10}{'sim':>8}{'err':>7}{'p90 meas':>10}{'sim':>8}{'err':>7}"
+        f"{'p99 meas':>10}{'sim':>8}{'KS D':>7}  verdict"
+    )
+    lines = [head]
+    for r in result["rows"]:
+        if "p50_error" not in r:
+            continue
+        lines.append(
+            f"{r['operation']:<20}{r['locality']:<14}{r['region']:<9}{r['n_measured']:>7}"
+            f"{r['p50_measured_ms']:>10.2f}{r['p50_simulated_ms']:>8.2f}{r['p50_error']:>+7.0%}"
+            f"{r['p90_measured_ms']:>10.2f}{r['p90_simulated_ms']:>8.2f}{r['p90_error']:>+7.0%}"
+            f"{r['p99_measured_ms']:>10.2f}{r['p99_simulated_ms']:>8.2f}{r['ks_d']:>7.3f}  "
+            f"{r['verdict']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scenarios.results import new_run_dir, write_json
+
+    p = argparse.ArgumentParser(prog="make compare", description=__doc__)
+    p.add_argument("--sim", default="", help="a simulation run folder (default: newest calibrated)")
+    p.add_argument("--load", default="", help="a load run folder (default: newest matching)")
+    p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    args = p.parse_args(argv)
+    results = Path(args.results_dir)
+    try:
+        pair = find_pair(results, args.sim, args.load)
+        result = compare(pair)
+    except (CompareError, OSError, KeyError, ValueError) as exc:
+        print(f"authscale compare: error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = new_run_dir(results, "compare", f"{pair.sim['run_id']}")
+    write_json(run_dir / "compare.json", result)
+    print(
+        f"authscale compare: simulation {result['simulation']} against load run "
+        f"{result['load_run']} ({result['scenario']['qps']:g} QPS on "
+        f"{','.join(result['scenario']['regions'])})"
+    )
+    print(table(result))
+    print(
+        f"\n{result['cells_within']} of {result['cells_judged']} cells with >= "
+        f"{MIN_SAMPLES:,} measured requests have simulated p50 and p90 within "
+        f"±{TOLERANCE:.0%}: goal {'met' if result['goal_met'] else 'NOT met'}"
+    )
+    for line in explain(result):
+        print(f"  - {line}")
+    if result["load_target_reached"] is False:
+        print("  note: the load run did not offer its target rate (see its summary)")
+    print(f"results: {run_dir / 'compare.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The calibration → simulate → compare → report loop on runs the project's own code wrote:
+a traced load run of the real stack, the local profile fitted from it, a simulation with
+that profile, their comparison and the report; and clear errors for missing inputs and for
+runs of different loads."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadgen.cli import main as loadtest
+from report.__main__ import main as report_main
+from report.browser import rendered_dom
+from report.calibrate import fit
+from report.calibrate import main as calibrate
+from report.compare import ks_two_sample
+from report.compare import main as compare
+from scenarios import load_world
+from scenarios.loader import calibrated_world
+from scenarios.results import log_bins
+from sim.cli import main as simulate
+
+SIM = ["--workers", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("twin")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUTHSCALE_RUN_DIR", str(root / "run"))
+    try:
+        flags = ["--qps", "60", "--duration", "8", "--regions", "ap-ne,us-west", "--trace"]
+        assert loadtest([*flags, "--identities", "4", "--results-dir", str(root)]) == 0
+    finally:
+        mp.undo()
+    load = (root / "load" / "latest").resolve()
+    profile = root / "profiles" / "local.toml"
+    assert calibrate(["--run", str(load), "--out", str(profile)]) == 0
+    sim_flags = ["--profile", str(profile), "--duration", "30", *SIM, "--results-dir", str(root)]
+    assert simulate(sim_flags) == 0
+    return {"root": root, "load": load, "profile": profile, "sim": (root / "sim" / "latest")}
+
+
+def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) -> None:
+    data = tomllib.loads(loop["profile"].read_text())
+    run_id = loop["load"].name
+    assert data["calibration"]["run_id"] == run_id
+    assert data["calibration"]["regions"] == ["ap-ne", "us-west"]
+    assert data["calibration"]["qps"] == 60.0
+    world = load_world("seed")
+    labels = {s.label for op in world.operations.of("hybrid").values() for s in op.steps}
+    assert set(data["steps"]) == labels
+    # Measured, not invented: a Redis round trip costs the loop some CPU and the password
+    # hash (on a worker thread) none of it, but tens of ms of waiting.
+    assert data["steps"]["redis.get_session"]["cpu"]["source"].count(run_id) == 1
+    local = load_world(str(loop["profile"]))
+    cpu = local.profile.steps["redis.get_session"].cpu.mean_ms
+    assert 0.005 < cpu < 5
+    assert local.profile.steps["edge.verify_password"].cpu.mean_ms < 0.05
+    assert local.profile.steps["edge.verify_password"].wait.mean_ms > 5
+    # Every seeded session is in Redis: the session lookups of the run all hit.
+    assert data["calibration"]["cache_hit_rate"]["same_region"]["session"]["value"] == 1.0
+    assert local.profile.calibration is not None
+    assert local.profile.calibration.capacity_qps > 60
+    assert "bind first" in data["calibration"]["capacity_source"]
+    # The numbers the capacity comes from: the loops' CPU and the machine's, for the run.
+    summary = json.loads((loop["load"] / "summary.json").read_text())
+    assert summary["server_loop_cpu_s"] > 0 and summary["machine_busy_s"] > 0
+    assert summary["machine_window_s"] >= 8 and summary["traced"] is True
+
+
+def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
+    world = calibrated_world(load_world(str(loop["profile"])))
+    assert world.topology.regions == ("us-west", "ap-ne")
+    assert sum(world.workload.region_share.values()) == pytest.approx(1.0)
+    assert world.workload.step_share["dpop_proof"].value == 0.0  # the load sends no DPoP
+    summary = json.loads((loop["sim"] / "summary.json").read_text())
+    assert summary["calibration"]["run_id"] == loop["load"].name
+    assert summary["regions"] == ["us-west", "ap-ne"]
+    assert summary["utilisation_max"]["hybrid"]["app/ap-ne"] > 0
+
+
+def test_compare_puts_the_runs_side_by_side(
+    loop: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert compare(["--results-dir", str(loop["root"])]) == 0
+    out = capsys.readouterr().out
+    assert "session_validation" in out and "KS D" in out
+    result = json.loads(next((loop["root"] / "compare").glob("*/compare.json")).read_text())
+    assert result["load_run"] == loop["load"].name
+    row = next(
+        r
+        for r in result["rows"]
+        if (r["operation"], r["locality"], r["region"])
+        == ("session_validation", "same_region", "all")
+    )
+    assert row["n_measured"] > 200 and row["n_simulated"] > row["n_measured"]
+    # Fitted from this very run, the model must land near it; a model that dropped the
+    # time outside the steps (HTTP, the client) would be off by more than half.
+    assert abs(row["p50_error"]) < 0.5
+    assert 0 <= row["ks_d"] <= 1 and 0 <= row["ks_p"] <= 1
+    assert row["step_gap"]["step"]
+
+
+def test_report_shows_the_twin_and_copies_into_the_run_folders(
+    loop: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert report_main(["--results-dir", str(loop["root"])]) == 0
+    out = capsys.readouterr().out
+    page = (loop["root"] / "report.html").read_text()
+    assert "Simulator against measurement" in page and loop["load"].name in page
+    assert (loop["load"] / "report.html").read_text() == page
+    assert (loop["sim"].resolve() / "report.html").is_file()
+    dom = rendered_dom(loop["root"] / "report.html")
+    assert "Latency CDFs" in dom
+    charts = int(out.split(" charts;")[0].rsplit("\n", 1)[-1])
+    assert dom.count('class="plot-container plotly"') == charts
+
+
+def test_runs_of_different_loads_are_refused(
+    loop: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = loop["root"] / "other"
+    flags = ["--profile", str(loop["profile"]), "--qps", "90", "--duration", "5", *SIM]
+    assert simulate([*flags, "--results-dir", str(root)]) == 0
+    capsys.readouterr()
+    other_sim = (root / "sim" / "latest").resolve()
+    assert compare(["--sim", str(other_sim), "--load", str(loop["load"])]) == 2
+    err = capsys.readouterr().err
+    assert "not the same scenario" in err and "qps: simulated 90.0 vs measured 60.0" in err
+    # Without a load run of that load: the command that would make one.
+    assert compare(["--results-dir", str(root)]) == 2
+    assert "make loadtest QPS=90 REGIONS=ap-ne,us-west TRACE=1" in capsys.readouterr().err
+
+
+def test_missing_inputs_are_clear_errors(
+    loop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert compare(["--results-dir", str(tmp_path)]) == 2
+    assert "no calibrated simulation" in capsys.readouterr().err
+    assert calibrate(["--run", str(loop["sim"]), "--out", str(tmp_path / "x.toml")]) == 2
+    assert "not a load run" in capsys.readouterr().err
+    assert calibrate(["--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.toml")]) == 2
+    assert not (tmp_path / "x.toml").exists()
+    assert simulate(["--profile", "local-missing", *SIM, "--results-dir", str(tmp_path)]) == 2
+    assert simulate(["--profile", str(loop["profile"]), "--mau", "200M", *SIM]) == 2
+    assert "drop MAU" in capsys.readouterr().err
+
+
+def test_fit_picks_a_shape_that_matches_the_samples() -> None:
+    rng = np.random.default_rng(7)
+    lognormal = fit(0.2 + rng.lognormal(np.log(0.5), 0.4, 4000), "x")
+    assert lognormal.table["dist"] == "lognormal" and lognormal.ks < 0.05
+    assert lognormal.table["median_ms"] == pytest.approx(0.5, rel=0.15)
+    two_modes = np.concatenate([rng.normal(0.3, 0.01, 2000), rng.normal(1.2, 0.02, 2000)])
+    empirical = fit(two_modes, "x")
+    assert empirical.table["dist"] == "empirical" and empirical.ks < 0.05
+    assert empirical.mean_ms == pytest.approx(float(two_modes.mean()), rel=0.02)
+    assert fit(np.full(50, 2.0), "x").table == {
+        "dist": "constant",
+        "value_ms": 2.0,
+        "source": "x: median of n=50",
+    }
+
+
+def test_two_sample_test_tells_same_from_shifted() -> None:
+    rng = np.random.default_rng(3)
+    a = log_bins(rng.lognormal(0, 0.5, 5000))
+    same = log_bins(rng.lognormal(0, 0.5, 5000))
+    shifted = log_bins(rng.lognormal(0.2, 0.5, 5000))
+    d_same, p_same = ks_two_sample(a, same)
+    d_shift, p_shift = ks_two_sample(a, shifted)
+    assert d_same < 0.04 and p_same > 0.01
+    assert d_shift > 0.1 and p_shift < 1e-6
