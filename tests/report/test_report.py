@@ -50,3 +50,24 @@ def test_no_runs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert report_main(["--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no results to report" in err and "make simulate" in err
+
+
+def test_a_drill_measured_on_the_stack_shares_the_simulated_timeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadgen.cli import main as loadtest
+
+    monkeypatch.setenv("AUTHSCALE_RUN_DIR", str(tmp_path / "run"))
+    common = ["--workers", "1", "--quiet", "--results-dir", str(tmp_path)]
+    assert simulate(["--scenario", "traffic-spike", "--mau", "10M", *common]) == 0
+    flags = ["--scenario", "traffic-spike", "--qps", "15", "--regions", "ap-ne"]
+    assert loadtest([*flags, "--identities", "3", "--results-dir", str(tmp_path)]) == 0
+    assert report_main(["--results-dir", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "load run of the drill" in page
+    for column in ("offered", "errors", "p99_ms"):
+        assert f"{column} (measured)" in page
+    load_run = (tmp_path / "load" / "latest").resolve()
+    assert (load_run / "report.html").read_text() == page  # a copy in the run's folder
+    dom = rendered_dom(tmp_path / "report.html")
+    assert "Failure drill traffic-spike" in dom
