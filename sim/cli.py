@@ -397,11 +397,25 @@ def _print_report(
     mine = [r for r in rows if r["region"] == region]
     inside = sum(1 for r in mine if r["inside_seed_range"])
     edge = sum(1 for r in mine if r["verdict"] == "edge")
-    print(
-        f"\n{inside} of {len(mine)} cells have their p50 inside the seed's range"
-        + (f"; {edge} on the edge (the p50's 95 % CI contains a bound)" if edge else "")
-        + "."
-    )
+    cal = summary.get("calibration")
+    if cal is not None:
+        loops = ", ".join(
+            f"{g} {u:.0%}" for g, u in sorted(summary["utilisation_max"]["hybrid"].items())
+            if g.startswith("app/")
+        )  # fmt: skip
+        print(
+            f"\nThis models the local stack of load run {cal['run_id']}; the seed's ranges "
+            "describe the global deployment, so the seed column does not apply here.\n"
+            f"Event loops busy: {loops}. Next: make compare (against a load run of "
+            f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"
+        )
+        notes = []
+    else:
+        print(
+            f"\n{inside} of {len(mine)} cells have their p50 inside the seed's range"
+            + (f"; {edge} on the edge (the p50's 95 % CI contains a bound)" if edge else "")
+            + "."
+        )
     if notes:
         print("Findings (cells outside the seed's range, with the arithmetic of their steps):")
         for note in notes:
