@@ -103,7 +103,10 @@ def test_compare_puts_the_runs_side_by_side(
     # time outside the steps (HTTP, the client) would be off by more than half.
     assert abs(row["p50_error"]) < 0.5
     assert 0 <= row["ks_d"] <= 1 and 0 <= row["ks_p"] <= 1
-    assert row["step_gap"]["step"]
+    gap = row["step_gap"]
+    assert gap["step"] and gap["measured_mean_ms"] >= 0
+    if gap["step"] == "app.untraced":  # its part outside the server is named too
+        assert 0 < gap["measured_outside_server_ms"] <= gap["measured_mean_ms"]
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(
