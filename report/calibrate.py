@@ -175,6 +175,11 @@ def load_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
         raise CalibrationError(f"{trace_path}: unknown trace format {trace.get('format')!r}")
     if not trace["requests"]:
         raise CalibrationError(f"{trace_path}: no traced request succeeded; look at locust.log")
+    if not any(r[5] > 0 for r in trace["requests"]):
+        raise CalibrationError(
+            f"{trace_path}: the servers recorded no CPU per step (they ran without "
+            "STEP_CPU=1; with HOST=, start that server with STEP_CPU=1)"
+        )
     config = json.loads((run / "load-config.json").read_text())
     return summary, config, trace
 

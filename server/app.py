@@ -87,7 +87,7 @@ class StepsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rec = steps.begin(self.state.settings.region)
+        rec = steps.begin(self.state.settings.region, self.state.settings.step_cpu)
         status = 500
 
         async def send_with_timing(message: Message) -> None:

@@ -11,7 +11,6 @@ the local replica (follower reads) and Redis (always local) wait nothing extra.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from scenarios import DATA_DIR
@@ -52,7 +51,8 @@ class Emulation:
     async def wait(self, home: str | None, write: bool) -> None:
         ms = self.delay_ms(home, write)
         if ms > 0:
-            cpu0 = time.thread_time()
+            rec = steps.current()
+            cpu0 = rec.cpu_clock()
             await asyncio.sleep(ms / 1000)
             # The loop's CPU meanwhile went to other requests: the step must not count it.
-            steps.current().waited(ms, (time.thread_time() - cpu0) * 1e3)
+            rec.waited(ms, (rec.cpu_clock() - cpu0) * 1e3)

@@ -42,6 +42,9 @@ class Settings:
     login_per_account: int = 20
     token_per_ip: int = 6000
     token_per_client: int = 60000
+    # STEP_CPU=1: steps also record the event loop's CPU (calibration); off by default,
+    # since reading a thread's CPU clock is a system call per step.
+    step_cpu: bool = False
 
     @classmethod
     def from_env(cls, redis_url: str, database_url: str) -> Settings:
@@ -57,6 +60,7 @@ class Settings:
             login_per_account=_int("LOGIN_PER_ACCOUNT", 20),
             token_per_ip=_int("TOKEN_PER_IP", 6000),
             token_per_client=_int("TOKEN_PER_CLIENT", 60000),
+            step_cpu=os.environ.get("STEP_CPU") == "1",
         )
 
     @property

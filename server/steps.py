@@ -8,6 +8,8 @@ standard `Server-Timing` header (`redis.get_session;desc="us-east";dur=0.412;cpu
 `app;dur=…;cpu=…` covers the request from the middleware to the response's first byte,
 so calibration can tell the steps' time from the rest (`make calibrate`).
 
+`cpu` and the `app` entry's cpu are there only when the server runs with STEP_CPU=1
+(make calibrate's stack does): reading a thread's CPU clock is a system call per step.
 `cpu` is the thread's CPU clock, which also counts any other request that ran on the
 event loop while this step awaited: exact when requests do not overlap (a light load),
 as calibration runs them.
@@ -16,6 +18,7 @@ as calibration runs them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -30,11 +33,17 @@ class StepRecord:
     wan_ms: float = 0.0
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
 @dataclass
 class Recorder:
     region: str
+    # time.thread_time with STEP_CPU=1; otherwise a clock that always reads 0
+    cpu_clock: Callable[[], float] = _no_clock
     started: float = field(default_factory=time.perf_counter)
-    started_cpu: float = field(default_factory=time.thread_time)
+    started_cpu: float = 0.0
     steps: list[StepRecord] = field(default_factory=list)
     wan_ms: float = 0.0  # emulated round trips waited so far in this request
     # Loop CPU that ran during off-loop steps: other requests', left out of `app`'s cpu.
@@ -48,7 +57,7 @@ class Recorder:
                 "handle",
                 self.region,
                 (time.perf_counter() - self.started) * 1e3,
-                (time.thread_time() - self.started_cpu) * 1e3,
+                (self.cpu_clock() - self.started_cpu) * 1e3,
             )
         )
 
@@ -67,13 +76,21 @@ class Recorder:
         return _Timed(self, component, action, region or self.region, on_loop)
 
     def header(self) -> str:
+        total = (time.perf_counter() - self.started) * 1e3
+        if self.cpu_clock is _no_clock:
+            parts = [
+                f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f}'
+                + (f";wan={s.wan_ms:.3f}" if s.wan_ms else "")
+                for s in self.steps
+            ]
+            parts.append(f"app;dur={total:.3f}")
+            return ", ".join(parts)
         parts = [
             f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f};cpu={s.cpu_ms:.3f}'
             + (f";wan={s.wan_ms:.3f}" if s.wan_ms else "")
             for s in self.steps
         ]
-        total = (time.perf_counter() - self.started) * 1e3
-        cpu = (time.thread_time() - self.started_cpu) * 1e3 - self.others_cpu_ms
+        cpu = (self.cpu_clock() - self.started_cpu) * 1e3 - self.others_cpu_ms
         parts.append(f"app;dur={total:.3f};cpu={cpu:.3f}")
         return ", ".join(parts)
 
@@ -96,14 +113,14 @@ class _Timed:
     async def __aenter__(self) -> None:
         self.wan0 = self.rec.wan_ms
         self.others0 = self.rec.others_cpu_ms
-        self.cpu0 = time.thread_time()
+        self.cpu0 = self.rec.cpu_clock()
         self.t0 = time.perf_counter()
 
     async def __aexit__(self, *exc: object) -> None:
         ms = (time.perf_counter() - self.t0) * 1e3
         rec = self.rec
         # Less what the loop spent on other requests while this one slept (emulated WAN).
-        cpu = (time.thread_time() - self.cpu0) * 1e3 - (rec.others_cpu_ms - self.others0)
+        cpu = (rec.cpu_clock() - self.cpu0) * 1e3 - (rec.others_cpu_ms - self.others0)
         if not self.on_loop:
             rec.others_cpu_ms += cpu
             cpu = 0.0
@@ -122,8 +139,9 @@ def current() -> Recorder:
     return rec
 
 
-def begin(region: str) -> Recorder:
-    rec = Recorder(region)
+def begin(region: str, cpu: bool = False) -> Recorder:
+    rec = Recorder(region, time.thread_time) if cpu else Recorder(region)
+    rec.started_cpu = rec.cpu_clock()
     _current.set(rec)
     return rec
 

@@ -7,6 +7,7 @@ topology's RTT — the same file the simulator reads.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -70,7 +71,8 @@ def test_cross_region_user_pays_the_rtt_to_its_home(settings: Settings, survival
     quorum = (
         RTT.between(home, WORLD.topology.nearest_other_region(home)) if survival == "region" else 0
     )
-    with make_client(settings, region=edge, survival=survival) as c:
+    # STEP_CPU=1, as calibration runs the servers: steps carry their event-loop CPU.
+    with make_client(replace(settings, step_cpu=True), region=edge, survival=survival) as c:
         logged = login(c)
         assert logged.status_code == 200
         steps = parse_server_timing(logged.headers["server-timing"])

@@ -55,6 +55,10 @@ def test_login_and_session_validation_follow_their_step_lists(
     hit = client.get("/session")
     assert hit.status_code == 200
     assert recorded(hit) == expected("session_validation", {"session": True}, {})
+    # Without STEP_CPU=1 the steps carry no CPU field: a system call per step saved.
+    timing = hit.headers["server-timing"]
+    assert "cpu=" not in timing
+    assert ", app;dur=" in timing
     r = redis.Redis.from_url(settings.redis_url)
     for key in r.scan_iter("sess:*"):
         r.delete(key)
