@@ -401,7 +401,8 @@ def render(inp: Inputs) -> tuple[str, int]:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td {{ border: 1px solid #ccc; padding: 4px 8px; }}
-tr.pass td:nth-child(2) {{ color: #1e8449; }} tr.fail td:nth-child(2) {{ color: #c0392b; }}
+tr.pass td:nth-child(2), td.pass {{ color: #1e8449; }}
+tr.fail td:nth-child(2), td.fail {{ color: #c0392b; }} td.unjudged {{ color: #777; }}
 </style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
@@ -418,6 +419,12 @@ tr.pass td:nth-child(2) {{ color: #1e8449; }} tr.fail td:nth-child(2) {{ color: 
     return page, len(figures)
 
 
+def _verdict_class(row: dict[str, Any]) -> str:
+    if not row.get("judged"):
+        return "unjudged"
+    return "pass" if row["within_tolerance"] else "fail"
+
+
 def _twin_section(inp: Inputs) -> str:
     if inp.twin is None:
         note = (
@@ -431,7 +438,7 @@ def _twin_section(inp: Inputs) -> str:
         return f"{v:.2f}"
 
     rows = "".join(
-        f"<tr class='{'pass' if r['within_tolerance'] else 'fail' if r['judged'] else ''}'>"
+        "<tr>"
         f"<td>{r['operation']}</td><td>{r['locality']}</td><td>{r['region']}</td>"
         f"<td>{r['n_measured']:,}</td>"
         + "".join(
@@ -439,7 +446,8 @@ def _twin_section(inp: Inputs) -> str:
             f"<td>{r[f'p{q}_error']:+.1%}</td>"
             for q in (50, 90, 99)
         )
-        + f"<td>{r['ks_d']:.3f} (p={r['ks_p']:.2g})</td><td>{html.escape(r['verdict'])}</td></tr>"
+        + f"<td>{r['ks_d']:.3f} (p={r['ks_p']:.2g})</td>"
+        + f"<td class='{_verdict_class(r)}'>{html.escape(r['verdict'])}</td></tr>"
         for r in t["rows"]
         if "p50_error" in r
     )
