@@ -28,7 +28,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bin_mid_ms
+from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bin_index, log_bin_mid_ms
 
 TOLERANCE = 0.15
 MIN_SAMPLES = 1000
@@ -158,7 +158,7 @@ def measured_bins(load_dir: Path) -> dict[tuple[str, str, str], dict[int, int]]:
             values.append(item.value_iterated_to / 1000.0)
             counts.append(item.count_at_value_iterated_to)
         bins: dict[int, int] = defaultdict(int)
-        idx = _bin_index(np.array(values))
+        idx = log_bin_index(np.array(values))
         for i, n in zip(idx.tolist(), counts, strict=True):
             bins[i] += n
             merged[(op, loc)][i] += n
@@ -166,11 +166,6 @@ def measured_bins(load_dir: Path) -> dict[tuple[str, str, str], dict[int, int]]:
     for (op, loc), bins in merged.items():
         out[(op, loc, "all")] = dict(bins)
     return out
-
-
-def _bin_index(values_ms: np.ndarray) -> np.ndarray:
-    v = np.maximum(values_ms, LOG_BIN_LO_MS)
-    return np.floor(np.log(v / LOG_BIN_LO_MS) / np.log(LOG_BIN_RATIO)).astype(np.int64)
 
 
 def sim_bins(sim_dir: Path) -> dict[tuple[str, str, str], dict[int, int]]:

@@ -45,12 +45,19 @@ LOG_BIN_LO_MS = 0.001
 LOG_BIN_RATIO = 1.01
 
 
+def log_bin_index(values_ms: Any) -> Any:
+    """The shared log bin of each of `values_ms` (an array), as an int64 array."""
+    import numpy as np
+
+    v = np.maximum(np.asarray(values_ms, dtype=float), LOG_BIN_LO_MS)
+    return np.floor(np.log(v / LOG_BIN_LO_MS) / np.log(LOG_BIN_RATIO)).astype(np.int64)
+
+
 def log_bins(values_ms: Any) -> dict[int, int]:
     """Sparse counts of `values_ms` (an array) in the shared log bins."""
     import numpy as np
 
-    v = np.maximum(np.asarray(values_ms, dtype=float), LOG_BIN_LO_MS)
-    idx = np.floor(np.log(v / LOG_BIN_LO_MS) / np.log(LOG_BIN_RATIO)).astype(np.int64)
+    idx = log_bin_index(values_ms)
     keys, counts = np.unique(idx, return_counts=True)
     return {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
 
