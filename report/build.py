@@ -27,8 +27,6 @@ from report.compare import (
     compare,
     explain,
     find_pair,
-    measured_bins,
-    sim_bins,
 )
 from scenarios import load_seed_targets
 
@@ -261,7 +259,7 @@ def twin_cdfs(inp: Inputs) -> go.Figure | None:
     locality over the stack's regions, on a log axis."""
     if inp.twin_pair is None:
         return None
-    meas, simd = measured_bins(inp.twin_pair.load_dir), sim_bins(inp.twin_pair.sim_dir)
+    meas, simd = inp.twin_pair.measured, inp.twin_pair.simulated
     keys = sorted(k for k in meas if k[2] == "all" and k in simd and sum(meas[k].values()) >= 20)
     if not keys:
         return None

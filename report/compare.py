@@ -21,6 +21,7 @@ import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ class Pair:
     sim: dict[str, Any]
     load_dir: Path
     load: dict[str, Any]
+
+    @cached_property
+    def measured(self) -> dict[tuple[str, str, str], dict[int, int]]:
+        """The load run's latencies in the shared log bins (read once per pair)."""
+        return measured_bins(self.load_dir)
+
+    @cached_property
+    def simulated(self) -> dict[tuple[str, str, str], dict[int, int]]:
+        return sim_bins(self.sim_dir)
 
 
 def _read(run: Path) -> dict[str, Any]:
@@ -243,8 +253,7 @@ def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
 
 
 def compare(pair: Pair) -> dict[str, Any]:
-    meas = measured_bins(pair.load_dir)
-    simd = sim_bins(pair.sim_dir)
+    meas, simd = pair.measured, pair.simulated
     msteps = measured_steps(pair.load_dir)
     sim_rows = {
         (r["operation"], r["locality"], r["region"]): r
