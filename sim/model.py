@@ -276,14 +276,14 @@ class SystemModel:
         locality = "same_region" if home == edge == backend else "cross_region"
         cell_loc = locality if arch == "hybrid" else "all"
         cell = self._cell_index[(op, cell_loc, edge)]
-        steps = self._compile_steps(catalog[op].steps, edge, home, locality, backend)
+        steps = self._compile_steps(op, catalog[op].steps, edge, home, locality, backend)
         outcomes = len({s.outcome for s in steps if s.outcome is not None})
         rtype = RequestType(cell, steps, outcomes, edge, home, op, backend)
         self._types_by_key[key] = rtype
         return rtype
 
     def _compile_steps(
-        self, steps: tuple[Step, ...], edge: str, home: str, locality: str, backend: str
+        self, op: str, steps: tuple[Step, ...], edge: str, home: str, locality: str, backend: str
     ) -> list[CompiledStep]:
         outcomes: dict[str, int] = {}
         hit_rates = self.world.workload.cache_hit_rate[locality]
@@ -302,8 +302,6 @@ class SystemModel:
                 c.share = self.world.workload.step_share[step.share].value
             compiled.append(c)
         if self.app:
-            op = next(name for name, o in self.world.operations.of("hybrid").items()
-                      if o.steps == steps)  # fmt: skip
             cpu, wait = self.untraced[op]
             compiled.append(
                 CompiledStep(
