@@ -77,22 +77,18 @@ class Recorder:
 
     def header(self) -> str:
         total = (time.perf_counter() - self.started) * 1e3
-        if self.cpu_clock is _no_clock:
-            parts = [
-                f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f}'
-                + (f";wan={s.wan_ms:.3f}" if s.wan_ms else "")
-                for s in self.steps
-            ]
-            parts.append(f"app;dur={total:.3f}")
-            return ", ".join(parts)
+        with_cpu = self.cpu_clock is not _no_clock
         parts = [
-            f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f};cpu={s.cpu_ms:.3f}'
+            f'{s.component}.{s.action};desc="{s.region}";dur={s.ms:.3f}'
+            + (f";cpu={s.cpu_ms:.3f}" if with_cpu else "")
             + (f";wan={s.wan_ms:.3f}" if s.wan_ms else "")
             for s in self.steps
         ]
-        cpu = (self.cpu_clock() - self.started_cpu) * 1e3 - self.others_cpu_ms
-        parts.append(f"app;dur={total:.3f};cpu={cpu:.3f}")
-        return ", ".join(parts)
+        app = f"app;dur={total:.3f}"
+        if with_cpu:
+            cpu = (self.cpu_clock() - self.started_cpu) * 1e3 - self.others_cpu_ms
+            app += f";cpu={cpu:.3f}"
+        return ", ".join([*parts, app])
 
 
 class _Timed:
