@@ -227,15 +227,26 @@ def _outcomes(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int
     counts: dict[str, dict[str, list[int]]] = {
         loc: defaultdict(lambda: [0, 0]) for loc in LOCALITIES
     }
+    # Per operation: each lookup's step, its cache, and the steps that run only on a miss.
+    lookups = {
+        op: [
+            (
+                step.label,
+                step.outcome,
+                {s.label for s in o.steps if s.when == f"{step.outcome}:miss"},
+            )
+            for step in o.steps
+            if step.outcome is not None
+        ]
+        for op, o in catalog.items()
+    }
     for op, locality, _, _, _, _, steps in trace["requests"]:
         performed = {s[0] for s in steps}
-        for step in catalog[op].steps:
-            if step.outcome is None or step.label not in performed:
-                continue
-            miss_steps = {s.label for s in catalog[op].steps if s.when == f"{step.outcome}:miss"}
-            row = counts[locality][step.outcome]
-            row[0] += 1
-            row[1] += not (miss_steps & performed)
+        for label, cache, miss_steps in lookups[op]:
+            if label in performed:
+                row = counts[locality][cache]
+                row[0] += 1
+                row[1] += not (miss_steps & performed)
     return counts
 
 
