@@ -11,6 +11,7 @@ rate limiter is skipped, Redis-only state (authorization codes) fails the reques
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import time
@@ -225,6 +226,12 @@ def create_app(settings: Settings) -> Starlette:
         if settings.demo_data:
             await ensure_demo_data(state)
         await load_clients(state)
+        # What start-up built (modules, keys, clients, pools) lives as long as the process:
+        # freezing it keeps the collector from walking it again in every full collection,
+        # which measured 60-95 ms on the 2-core test machine with every request in the
+        # process waiting (gc.callbacks, 271 QPS on two regions).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
