@@ -117,8 +117,10 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "regions": regions,
         "trace": args.trace,
     }
-    if args.trace and (int(args.workers) > 1 or args.web):
-        raise UsageError("TRACE=1 runs headless with one worker (drop WORKERS / the web UI)")
+    if args.trace and (int(args.workers) > 1 or args.web or args.closed_loop):
+        raise UsageError(
+            "TRACE=1 runs headless and open-loop with one worker (drop WORKERS, CLOSED, the web UI)"
+        )
     if scenario is not None:
         ends = max(e.end_s for e in scenario.events)
         if ends > config["duration_s"]:

@@ -12,6 +12,7 @@ recorder is written to the file that configuration names.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -29,7 +30,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadgen.identity import PASSWORD, Identity, email_of, sign_in
 from loadgen.recorder import Recorder
 from loadgen.servers import server_counts
-from loadgen.trace import Trace
+from loadgen.trace import ClientClock, Trace
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
 from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
@@ -56,6 +57,7 @@ KEEP_TOTAL = "AUTHSCALE_WORKER_INDEX" in os.environ
 IDENTITIES: dict[str, list[Identity]] = {}
 # TRACE=1 (calibration): every response's step record, written to trace.json at the end.
 TRACE = Trace() if CONFIG.get("trace") else None
+CLOCK = ClientClock() if TRACE is not None else None  # and the senders' CPU on each path
 START = Event()
 STATE: dict[str, float] = {}
 BEFORE: dict[str, float] = {}
@@ -89,11 +91,17 @@ def sign_in_identities(environment: Any, **_: Any) -> None:
 
 @events.spawning_complete.add_listener
 def start_the_clock(**_: Any) -> None:
+    # Everything built so far (Locust, the identities) lives to the end: frozen, the
+    # collector's full passes no longer walk it while the senders wait.
+    gc.collect()
+    gc.freeze()
     if not isinstance(ENVIRONMENT["env"].runner, WorkerRunner):
         BEFORE.update(server_counts(URLS))  # after the sign-ins: only the run is counted
         # The harness's fault driver times its actions from this wall-clock start.
         Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
     STATE["start"] = time.perf_counter() + 0.2
+    if CLOCK is not None:
+        CLOCK.start()
     START.set()
     if not isinstance(ENVIRONMENT["env"].runner, WorkerRunner):
         gevent.spawn(report_progress)
@@ -154,7 +162,8 @@ def write_the_recorder(environment: Any, **_: Any) -> None:
     elif not _is_master(environment):
         _write(RECORDER, CONFIG["out"])
         if TRACE is not None:
-            TRACE.write(Path(CONFIG["out"]).with_name("trace.json"))
+            assert CLOCK is not None
+            TRACE.write(Path(CONFIG["out"]).with_name("trace.json"), CLOCK.totals())
 
 
 @events.quitting.add_listener
@@ -171,12 +180,17 @@ class AuthscaleUser(FastHttpUser):
     host = next(iter(URLS.values()))
     wait_time = constant(0)
     timing: str | None = None  # the Server-Timing header of the last response
+    late_ms = 0.0  # TRACE=1: how late the sender woke for its request
 
     def finish(self, slot: Slot, due: float, error: str | None, second: int | None = None) -> None:
         latency_us = int((time.perf_counter() - due) * 1e6)
         key = (slot.operation, slot.locality, slot.edge)
-        if TRACE is not None and error is None:
-            TRACE.add(slot.operation, slot.locality, slot.edge, latency_us / 1000, self.timing)
+        if CLOCK is not None and TRACE is not None and error is None:
+            pre, mid, post = CLOCK.on_path()
+            client = (self.late_ms, pre, mid, post)
+            TRACE.add(
+                slot.operation, slot.locality, slot.edge, latency_us / 1000, self.timing, client
+            )
         second = int(slot.intended_s) if second is None else second
         RECORDER.record(key, second, latency_us, error)
         if KEEP_TOTAL:
@@ -283,6 +297,9 @@ class OpenLoopUser(AuthscaleUser):
         elif -delay > LATE_S:
             RECORDER.late_starts += 1
             TOTAL.late_starts += 1
+        if CLOCK is not None:
+            CLOCK.woke()
+            self.late_ms = (time.perf_counter() - due) * 1000.0
         RECORDER.sent += 1
         TOTAL.sent += 1
         try:

@@ -5,7 +5,9 @@ then reads that run's `trace.json` (every response's Server-Timing record, see
 `loadgen.trace`) and fits, for every step of the step lists, two service-time
 distributions with scipy: the event loop's CPU time in the step, and the rest of the
 step apart from the emulated wide-area wait. The same pair is fitted for each
-operation's time outside its steps, and the CPU of the preparation requests. Cache hit
+operation's time outside its steps, and the CPU of the preparation requests; and the load
+generator's own CPU per request, before the send, after the answer and after the latency
+is taken (its senders share one thread, which the model queues like a loop). Cache hit
 rates and step shares are counted from which steps the server performed. The result is
 `scenarios/data/profiles/local.toml`, a `network = "emulated"` profile that names the run
 it came from; `make simulate PROFILE=local` then models this machine at the run's QPS,
@@ -30,6 +32,7 @@ from scipy import stats
 from scenarios import DATA_DIR, ScenarioError, load_world
 from scenarios.loader import load_model
 from scenarios.profiles import Profile
+from scenarios.results import TRACE_FORMAT
 from scenarios.workload import LOCALITIES, OPERATIONS
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
@@ -171,8 +174,11 @@ def load_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
             f"{run} ran the failure drill {summary['scenario']}: calibrate from a run without one"
         )
     trace = json.loads(trace_path.read_text())
-    if trace.get("format") != "authscale-trace-1":
-        raise CalibrationError(f"{trace_path}: unknown trace format {trace.get('format')!r}")
+    if trace.get("format") != TRACE_FORMAT:
+        raise CalibrationError(
+            f"{trace_path}: trace format {trace.get('format')!r}, not {TRACE_FORMAT!r} (an "
+            "older run?): run make calibrate again"
+        )
     if not trace["requests"]:
         raise CalibrationError(f"{trace_path}: no traced request succeeded; look at locust.log")
     if not any(r[5] > 0 for r in trace["requests"]):
@@ -207,13 +213,33 @@ def outside_cpu_ms(summary: dict[str, Any], trace: dict[str, Any]) -> float:
     return max(0.0, 1000.0 * total_s / requests - float(np.mean(inside)))
 
 
+def client_samples(
+    summary: dict[str, Any], trace: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The load generator's CPU per request: on the path before the send and after the
+    answer (each with half the hub's CPU per request: a request wakes its sender twice,
+    for its send time and for its answer), and after the latency is taken (the senders'
+    CPU off the path and the other greenlets', per request sent)."""
+    clock = trace["client_clock"]
+    sent = sum(r["n"] + r["errors"] for r in summary["latency"]) + len(trace["prepares"])
+    if not sent:
+        raise CalibrationError("the load run sent no request")
+    wake = clock["hub_ms"] / sent / 2
+    rows = trace["requests"]
+    send = np.array([r[6][1] for r in rows]) + wake
+    receive = np.array([r[6][2] + r[6][3] for r in rows]) + wake
+    after = max(clock["sender_ms"] - clock["on_path_ms"], 0.0) + clock["other_ms"]
+    return send, receive, after / sent
+
+
 def _untraced_samples(
     trace: dict[str, Any], outside_ms: float
 ) -> dict[str, tuple[list[float], list[float]]]:
     """Per operation: CPU outside the steps (with the CPU outside the middleware), and the
-    rest of the latency outside them."""
+    rest of the latency outside them (the load generator's own time included: the model
+    adds only the wait for its thread, which grows with load)."""
     out: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for op, _, _, latency, _, app_cpu, steps in trace["requests"]:
+    for op, _, _, latency, _, app_cpu, _, steps in trace["requests"]:
         cpu = max(app_cpu - sum(s[2] for s in steps), 0.0) + outside_ms
         cpus, waits = out[op]
         cpus.append(cpu)
@@ -240,7 +266,7 @@ def _outcomes(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int
         ]
         for op, o in catalog.items()
     }
-    for op, locality, _, _, _, _, steps in trace["requests"]:
+    for op, locality, *_, steps in trace["requests"]:
         performed = {s[0] for s in steps}
         for label, cache, miss_steps in lookups[op]:
             if label in performed:
@@ -300,6 +326,24 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
         fits[label] = (fit(np.array(cpus), note + " (CPU)"), fit(np.array(waits), note))
         stand_ins.append(label)
     outside = outside_cpu_ms(summary, trace)
+    send, receive, after = client_samples(summary, trace)
+    client = {
+        "send": fit(send, f"load generator CPU before the send (with half the hub's), {where}"),
+        "receive": fit(
+            receive,
+            f"load generator CPU from the answer to the latency (with half the hub's), {where}",
+        ),
+        "after": Fit(
+            {
+                "dist": "constant",
+                "value_ms": round(after, 4),
+                "source": f"load generator CPU per request off the latency's path, {where}",
+            },
+            len(send),
+            0.0,
+            after,
+        ),
+    }
     rest = _untraced_samples(trace, outside)
     untraced: dict[str, tuple[Fit, Fit]] = {}
     for op, (cpus, waits) in rest.items():
@@ -350,6 +394,10 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
         cores = (summary.get("machine_cores") or 1) - idle
         if machine_ms > 0 and cores * 1000.0 / machine_ms < capacity:
             capacity, binding = cores * 1000.0 / machine_ms, "the machine's cores"
+    client_ms = sum(f.mean_ms for f in client.values())
+    client_capacity = 1000.0 / client_ms
+    if client_capacity < capacity:
+        capacity, binding = client_capacity, "the load generator's thread"
     capacity_source = (
         f"run {run_id}: the event loops spent {cpu_per_request:.3f} ms of CPU per request "
         f"(/metrics), {loop_capacity:.0f} QPS for one loop per region"
@@ -359,11 +407,12 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
             if machine_ms
             else ""
         )
+        + f"; the load generator {client_ms:.3f} ms per request on its one thread"
         + f"; {binding} bind first"
     )
     text = _render(
         run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
-        hit_rates, shares, world,
+        client, hit_rates, shares, world,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".toml.tmp")
@@ -378,6 +427,7 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
         "loop_capacity_qps": loop_capacity,
         "capacity_binding": binding,
         "outside_cpu_ms": outside,
+        "client_ms": {k: f.mean_ms for k, f in client.items()},
         "stand_ins": stand_ins,
         "fits": {k: (c.table, w.table) for k, (c, w) in fits.items()},
         "worst_ks": max((f.ks, k) for k, pair in fits.items() for f in pair),
@@ -394,6 +444,7 @@ def _render(
     fits: dict[str, tuple[Fit, Fit]],
     untraced: dict[str, tuple[Fit, Fit]],
     prepare: dict[str, Fit],
+    client: dict[str, Fit],
     hit_rates: dict[str, dict[str, list[int]]],
     shares: dict[str, list[int]],
     world: Any,
@@ -451,6 +502,9 @@ def _render(
     if prepare:
         lines.append("[prepare]")
         lines += [f"{op} = {f.toml()}" for op, f in sorted(prepare.items())]
+        lines.append("")
+    lines.append("[client]")
+    lines += [f"{part} = {f.toml()}" for part, f in client.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -468,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"authscale calibrate: error: {exc}", file=sys.stderr)
         return 2
     ks, worst = found["worst_ks"]
+    client = found["client_ms"]
     print(
         f"authscale calibrate: fitted {len(found['fits'])} steps from {found['requests']:,} "
         f"traced requests of run {found['run_id']}\n"
@@ -476,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         f"saturate first, near {found['capacity_qps']:,.0f} QPS "
         f"(70 % = {0.7 * found['capacity_qps']:,.0f} QPS); of that CPU, "
         f"{found['outside_cpu_ms']:.3f} ms is HTTP work outside the traced window\n"
+        f"  load generator CPU per request: {client['send']:.3f} ms before the send, "
+        f"{client['receive']:.3f} ms after the answer, {client['after']:.3f} ms off the "
+        "latency's path\n"
         f"  worst fit: {worst} (KS D = {ks:.3f})"
     )
     for label in found["stand_ins"]:

@@ -16,8 +16,9 @@ order); `wait`, the rest of the step apart from the emulated wide-area round tri
 that round trip itself, exactly as the server's region emulation waits it (the RTT to a
 row's home region, and a quorum under REGION survival). `untraced` covers each
 operation's time outside its steps (HTTP parsing, the response, the client), `prepare`
-the CPU of the unmeasured requests a login or a token request needs first, and
-`calibration` the load run the figures came from.
+the CPU of the unmeasured requests a login or a token request needs first, `client` the
+load generator's own CPU (its senders share one thread, which queues like a server's
+event loop), and `calibration` the load run the figures came from.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ class StepCost(_Frozen):
 
     cpu: Dist
     wait: Dist
+
+
+class LoadClient(_Frozen):
+    """The calibration run's load generator: one thread per process, whose senders' CPU
+    queues there in order (one FCFS station per process). `send` is a request's CPU before
+    it leaves, `receive` its CPU from the answer until the latency is taken (each with its
+    share of the scheduler's wake-ups), and `after` the CPU that follows a request without
+    delaying it: recording, preparing the next one, the load generator's other work."""
+
+    processes: int = Field(default=1, ge=1)
+    send: Dist
+    receive: Dist
+    after: Dist
 
 
 class Calibration(_Frozen):
@@ -73,6 +87,7 @@ class Profile(_Frozen):
     steps: dict[str, StepCost] = Field(default_factory=dict)
     untraced: dict[str, StepCost] = Field(default_factory=dict)
     prepare: dict[str, Dist] = Field(default_factory=dict)
+    client: LoadClient | None = None
 
     @model_validator(mode="after")
     def _emulated_has_measurements(self) -> Profile:
@@ -83,8 +98,10 @@ class Profile(_Frozen):
             raise ValueError(
                 'network = "emulated" needs [calibration] and [steps] (written by make calibrate)'
             )
-        if not emulated and (self.calibration is not None or self.steps):
-            raise ValueError('[calibration] and [steps] belong to network = "emulated" only')
+        if not emulated and (self.calibration is not None or self.steps or self.client):
+            raise ValueError(
+                '[calibration], [steps] and [client] belong to network = "emulated" only'
+            )
         return self
 
     @property

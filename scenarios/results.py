@@ -41,6 +41,10 @@ def point_latest(run_dir: Path) -> None:
 # Latency distributions as sparse log-binned counts (`distributions.json` of a simulator
 # run): bin i holds values in [LO * RATIO**i, LO * RATIO**(i+1)) ms, 1 % wide, so a
 # percentile read from the bins is off by at most 1 %.
+# `trace.json` of a traced load run (written by loadgen.trace, read by report.calibrate and
+# report.compare): format 2 added each request's client-side record.
+TRACE_FORMAT = "authscale-trace-2"
+
 LOG_BIN_LO_MS = 0.001
 LOG_BIN_RATIO = 1.01
 

@@ -401,12 +401,13 @@ def _print_report(
     if cal is not None:
         loops = ", ".join(
             f"{g} {u:.0%}" for g, u in sorted(summary["utilisation_max"]["hybrid"].items())
-            if g.startswith("app/")
+            if g.startswith(("app/", "client"))
         )  # fmt: skip
         print(
             f"\nThis models the local stack of load run {cal['run_id']}; the seed's ranges "
             "describe the global deployment, so the seed column does not apply here.\n"
-            f"Event loops busy: {loops}. Next: make compare (against a load run of "
+            f"Event loops busy (client: the load generator's thread): {loops}.\n"
+            "Next: make compare (against a load run of "
             f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"
         )
         notes = []

@@ -68,6 +68,8 @@ class CompiledStep:
     targets: list[tuple[FcfsStation, Stream]] = field(default_factory=list)
     service: Stream | None = None
     post: Stream | None = None
+    # Work the station does right after this visit that the request does not wait for.
+    after: Stream | None = None
     outcome: int | None = None
     hit_rate: float = 0.0
     when: int | None = None
@@ -243,6 +245,13 @@ class SystemModel:
                 op: (stream_of(c.cpu, rng), stream_of(c.wait, rng))
                 for op, c in prof.untraced.items()
             }
+            if prof.client is not None:
+                # The load generator: its senders share one thread per process.
+                client = prof.client
+                self.client_loop = FcfsStation("client/loop", client.processes)
+                self.client_cpu = tuple(
+                    stream_of(d, rng) for d in (client.send, client.receive, client.after)
+                )
 
     def stations(self) -> list[FcfsStation]:
         out: list[FcfsStation] = []
@@ -253,6 +262,8 @@ class SystemModel:
         out.append(self.d1.station)
         out.extend(self.extra_stations)
         out.extend(self.app.values())
+        if self.app and self.world.profile.client is not None:
+            out.append(self.client_loop)
         return out
 
     def _compile_types(self) -> list[RequestType]:
@@ -309,6 +320,21 @@ class SystemModel:
                     service=cpu, post=wait,
                 )
             )  # fmt: skip
+            if self.world.profile.client is not None:
+                # The load generator's CPU on the path is part of the measured `untraced`
+                # time already (its distribution as one light-load whole); what load adds is
+                # the wait for the sender's thread, before the send and for the answer.
+                send, receive, after = self.client_cpu
+                loop = [(self.client_loop, _ZERO)]
+                compiled.insert(
+                    0, CompiledStep("client.send", True, targets=loop, service=_zero, after=send)
+                )
+                compiled.append(
+                    CompiledStep(
+                        "client.receive", True, targets=loop, service=_zero,
+                        after=lambda: receive() + after(),
+                    )
+                )  # fmt: skip
         return compiled
 
     def _compile_step(self, step: Step, edge: str, home: str, backend: str) -> CompiledStep:
@@ -481,7 +507,10 @@ class SystemModel:
         request: _Request = event  # type: ignore[assignment]
         now = self.env.now
         st = request.rtype.steps[request.step]
-        pending = request.station.finish(now, st.service()) - now  # type: ignore[misc,union-attr]
+        done = request.station.finish(now, st.service())  # type: ignore[misc,union-attr]
+        if st.after is not None:
+            request.station.finish(done, st.after())  # type: ignore[union-attr]
+        pending = done - now
         if st.post is not None:
             pending += st.post()
         request.pending = pending
@@ -603,7 +632,10 @@ class SystemModel:
         assert station is not None
         service = st.service() + request.extra  # type: ignore[misc]
         request.extra = 0.0
-        pending = station.finish(now, service) - now
+        done = station.finish(now, service)
+        if st.after is not None:
+            station.finish(done, st.after())
+        pending = done - now
         post = request.post if request.post is not None else st.post
         if post is not None:
             pending += post()

@@ -85,6 +85,8 @@ def test_headless_run_writes_results_that_agree_with_the_servers(
         (["--scenario", "traffic-spike", "--duration", "10"], "runs to 30 s; DURATION=10"),
         (["--scenario", "meteor-strike"], "unknown SCENARIO='meteor-strike'"),
         (["--scenario", "traffic-spike", "--host", "http://127.0.0.1:9"], "drop HOST"),
+        (["--trace", "--closed-loop"], "open-loop with one worker"),
+        (["--trace", "--workers", "2"], "open-loop with one worker"),
     ],
 )
 def test_bad_input_and_unappliable_scenarios_fail_before_any_load(

@@ -6,6 +6,7 @@ runs of different loads."""
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     summary = json.loads((loop["load"] / "summary.json").read_text())
     assert summary["server_loop_cpu_s"] > 0 and summary["machine_busy_s"] > 0
     assert summary["machine_window_s"] >= 8 and summary["traced"] is True
+    # The load generator's CPU, from its greenlet switches: some before each send and
+    # after each answer, less than a request's whole latency; more off the path than none.
+    client = local.profile.client
+    assert client is not None
+    assert 0.01 < client.send.mean_ms < 20 and 0.01 < client.receive.mean_ms < 20
+    assert client.after.mean_ms > 0
+    trace = json.loads((loop["load"] / "trace.json").read_text())
+    assert trace["format"] == "authscale-trace-2"
+    clock = trace["client_clock"]
+    assert 0 < clock["on_path_ms"] <= clock["sender_ms"] and clock["hub_ms"] > 0
+    for *_, latency, _, _, (late, pre, mid, post), _ in trace["requests"]:
+        assert late >= 0 and pre > 0 and mid >= 0 and post > 0
+        assert pre + mid + post < latency
 
 
 def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
@@ -82,6 +96,42 @@ def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
     assert summary["calibration"]["run_id"] == loop["load"].name
     assert summary["regions"] == ["us-west", "ap-ne"]
     assert summary["utilisation_max"]["hybrid"]["app/ap-ne"] > 0
+    # the load generator's thread is a station too, busy for its CPU per request
+    assert 0 < summary["utilisation_max"]["hybrid"]["client"] < 1
+
+
+def test_the_load_generators_thread_queues_in_the_model(
+    loop: dict[str, Path], tmp_path: Path
+) -> None:
+    """A load generator that spends 12 ms of its one thread after every request (at 60 QPS,
+    72 % busy) makes requests wait for that thread; without that CPU they do not."""
+
+    def p50(after_ms: float) -> float:
+        text = loop["profile"].read_text()
+        head, _, _ = text.partition("[client]")
+        profile = tmp_path / f"after{after_ms:g}.toml"
+        profile.write_text(
+            head + "[client]\n"
+            'send = { dist = "constant", value_ms = 0.01, source = "this test" }\n'
+            'receive = { dist = "constant", value_ms = 0.01, source = "this test" }\n'
+            f'after = {{ dist = "constant", value_ms = {after_ms}, source = "this test" }}\n'
+        )
+        out = tmp_path / f"sim{after_ms:g}"
+        flags = ["--profile", str(profile), "--duration", "20", *SIM, "--results-dir", str(out)]
+        assert simulate(flags) == 0
+        summary = json.loads((out / "sim" / "latest" / "summary.json").read_text())
+        busy = summary["utilisation_max"]["hybrid"]["client"]
+        assert busy == pytest.approx(60 * (after_ms + 0.02) / 1000, rel=0.15)
+        return next(
+            r["p50_ms"]
+            for r in summary["latency"]
+            if (r["operation"], r["locality"], r["region"])
+            == ("session_validation", "same_region", "ap-ne")
+        )
+
+    idle, busy = p50(0.0), p50(12.0)
+    # an M/D/1 queue at 72 % waits about 15 ms on average; at the median, several
+    assert busy > idle + 3
 
 
 def test_compare_puts_the_runs_side_by_side(
@@ -107,6 +157,7 @@ def test_compare_puts_the_runs_side_by_side(
     assert gap["step"] and gap["measured_mean_ms"] >= 0
     if gap["step"] == "app.untraced":  # its part outside the server is named too
         assert 0 < gap["measured_outside_server_ms"] <= gap["measured_mean_ms"]
+        assert 0 <= gap["measured_sender_late_ms"] < gap["measured_outside_server_ms"]
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(
@@ -152,6 +203,14 @@ def test_missing_inputs_are_clear_errors(
     assert simulate(["--profile", "local-missing", *SIM, "--results-dir", str(tmp_path)]) == 2
     assert simulate(["--profile", str(loop["profile"]), "--mau", "200M", *SIM]) == 2
     assert "drop MAU" in capsys.readouterr().err
+    # a run traced before the client's side was: calibrate again, it says
+    old = tmp_path / "old"
+    shutil.copytree(loop["load"], old)
+    trace = json.loads((old / "trace.json").read_text())
+    (old / "trace.json").write_text(json.dumps({**trace, "format": "authscale-trace-1"}))
+    assert calibrate(["--run", str(old), "--out", str(tmp_path / "x.toml")]) == 2
+    assert "an older run?" in capsys.readouterr().err
+    assert not (tmp_path / "x.toml").exists()
 
 
 def test_fit_picks_a_shape_that_matches_the_samples() -> None:
