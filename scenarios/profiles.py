@@ -47,13 +47,13 @@ class StepCost(_Frozen):
 
 
 class LoadClient(_Frozen):
-    """The calibration run's load generator: one thread per process, whose senders' CPU
-    queues there in order (one FCFS station per process). `send` is a request's CPU before
-    it leaves, `receive` its CPU from the answer until the latency is taken (each with its
-    share of the scheduler's wake-ups), and `after` the CPU that follows a request without
-    delaying it: recording, preparing the next one, the load generator's other work."""
+    """The calibration run's load generator: one process (a traced run has one), whose
+    senders' CPU queues on its one thread in order (one FCFS station). `send` is a
+    request's CPU before it leaves, `receive` its CPU from the answer until the latency is
+    taken (each with its share of the scheduler's wake-ups), and `after` the CPU that
+    follows a request without delaying it: recording, preparing the next one, the load
+    generator's other work."""
 
-    processes: int = Field(default=1, ge=1)
     send: Dist
     receive: Dist
     after: Dist

@@ -246,9 +246,10 @@ class SystemModel:
                 for op, c in prof.untraced.items()
             }
             if prof.client is not None:
-                # The load generator: its senders share one thread per process.
+                # The load generator: its senders share one thread (one server: `after`
+                # work then follows its visit on the same server, as on the thread).
                 client = prof.client
-                self.client_loop = FcfsStation("client/loop", client.processes)
+                self.client_loop = FcfsStation("client/loop", 1)
                 self.client_cpu = tuple(
                     stream_of(d, rng) for d in (client.send, client.receive, client.after)
                 )
