@@ -33,7 +33,7 @@ from sim.components import (
     delay_of,
 )
 from sim.errors import SimulationError
-from sim.queues import FcfsStation
+from sim.queues import FcfsStation, TurnStation
 from sim.sampling import Stream, stream_of, uniform01
 
 # Requests that record their per-step times (for "which step dominates"): every request of
@@ -68,8 +68,6 @@ class CompiledStep:
     targets: list[tuple[FcfsStation, Stream]] = field(default_factory=list)
     service: Stream | None = None
     post: Stream | None = None
-    # Work the station does right after this visit that the request does not wait for.
-    after: Stream | None = None
     outcome: int | None = None
     hit_rate: float = 0.0
     when: int | None = None
@@ -246,10 +244,9 @@ class SystemModel:
                 for op, c in prof.untraced.items()
             }
             if prof.client is not None:
-                # The load generator: its senders share one thread (one server: `after`
-                # work then follows its visit on the same server, as on the thread).
+                # The load generator: its senders share one thread.
                 client = prof.client
-                self.client_loop = FcfsStation("client/loop", 1)
+                self.client_loop = TurnStation("client/loop")
                 self.client_cpu = tuple(
                     stream_of(d, rng) for d in (client.send, client.receive, client.after)
                 )
@@ -324,16 +321,16 @@ class SystemModel:
             if self.world.profile.client is not None:
                 # The load generator's CPU on the path is part of the measured `untraced`
                 # time already (its distribution as one light-load whole); what load adds is
-                # the wait for the sender's thread, before the send and for the answer.
+                # the wait for the sender's thread, before the send and for the answer: a
+                # TurnStation, where a request waits for its turn and its CPU (and what
+                # follows the latency) keeps the thread busy behind it.
                 send, receive, after = self.client_cpu
-                loop = [(self.client_loop, _ZERO)]
-                compiled.insert(
-                    0, CompiledStep("client.send", True, targets=loop, service=_zero, after=send)
-                )
+                loop: list[tuple[FcfsStation, Stream]] = [(self.client_loop, _ZERO)]
+                compiled.insert(0, CompiledStep("client.send", True, targets=loop, service=send))
                 compiled.append(
                     CompiledStep(
-                        "client.receive", True, targets=loop, service=_zero,
-                        after=lambda: receive() + after(),
+                        "client.receive", True, targets=loop,
+                        service=lambda: receive() + after(),
                     )
                 )  # fmt: skip
         return compiled
@@ -508,10 +505,7 @@ class SystemModel:
         request: _Request = event  # type: ignore[assignment]
         now = self.env.now
         st = request.rtype.steps[request.step]
-        done = request.station.finish(now, st.service())  # type: ignore[misc,union-attr]
-        if st.after is not None:
-            request.station.finish(done, st.after())  # type: ignore[union-attr]
-        pending = done - now
+        pending = request.station.finish(now, st.service()) - now  # type: ignore[misc,union-attr]
         if st.post is not None:
             pending += st.post()
         request.pending = pending
@@ -633,10 +627,7 @@ class SystemModel:
         assert station is not None
         service = st.service() + request.extra  # type: ignore[misc]
         request.extra = 0.0
-        done = station.finish(now, service)
-        if st.after is not None:
-            station.finish(done, st.after())
-        pending = done - now
+        pending = station.finish(now, service) - now
         post = request.post if request.post is not None else st.post
         if post is not None:
             pending += post()

@@ -44,3 +44,17 @@ class FcfsStation:
 
     def utilisation(self, elapsed_ms: float) -> float:
         return self.busy_ms / (elapsed_ms * self.servers) if elapsed_ms > 0 else 0.0
+
+
+class TurnStation(FcfsStation):
+    """One server whose customers wait only for their turn: the work each brings is done
+    after it has moved on, delaying only those behind it (a thread that takes a request's
+    answer, then records it). `finish` returns when the customer's service starts."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, 1)
+
+    def finish(self, arrival_ms: float, service_ms: float) -> float:
+        return super().finish(arrival_ms, service_ms) - service_ms

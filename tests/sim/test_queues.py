@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.queues import FcfsStation
+from sim.queues import FcfsStation, TurnStation
 
 
 def _resource_timeline(
@@ -87,6 +87,16 @@ def test_busy_time_and_utilisation() -> None:
     assert station.served == 3
     assert station.busy_ms == 6.0
     assert station.utilisation(10.0) == pytest.approx(0.3)
+
+
+def test_turn_station_customers_wait_only_for_their_turn() -> None:
+    station = TurnStation("thread")
+    # each starts when the work of those before it is done; its own work follows it
+    assert station.finish(0.0, 5.0) == 0.0
+    assert station.finish(1.0, 5.0) == 5.0
+    assert station.finish(2.0, 5.0) == 10.0
+    assert station.finish(20.0, 1.0) == 20.0
+    assert station.busy_ms == 16.0 and station.served == 4
 
 
 def test_rejects_zero_servers() -> None:
