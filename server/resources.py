@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import jwt
+import orjson
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +17,7 @@ from server import steps
 from server.core import (
     DOWN,
     PROFILE_FIELDS,
+    FastJSONResponse,
     State,
     authenticate_client,
     cache_step,
@@ -38,9 +40,10 @@ from server.security import (
 
 
 async def bearer_claims(
-    st: State, request: Request, form: FormData | None = None
+    st: State, request: Request, form: FormData | None = None, *, check_revoked: bool = True
 ) -> dict[str, Any]:
-    """Verify the access token (header, or form body for POST) and that it is not revoked."""
+    """Verify the access token (header, or form body for POST) and its DPoP binding, and
+    (unless the caller checks it itself, as userinfo does) that it is not revoked."""
     auth = request.headers.get("authorization", "")
     scheme, _, token_text = auth.partition(" ")
     scheme, token_text = scheme.lower(), token_text.strip()
@@ -64,7 +67,7 @@ async def bearer_claims(
             proof, request.method, endpoint_urls(st, request), token_text, status=401
         )
     steps.current().handled()
-    claims = await access_claims(st, token_text)
+    claims = await (access_claims if check_revoked else verified)(st, token_text)
     bound = (claims.get("cnf") or {}).get("jkt")
     if bound != jkt:
         raise bearer_error(
@@ -75,13 +78,18 @@ async def bearer_claims(
     return claims
 
 
-async def access_claims(st: State, text: str) -> dict[str, Any]:
-    """Claims of a valid access token we issued that is not revoked, or a bearer error."""
+async def verified(st: State, text: str) -> dict[str, Any]:
+    """Claims of an access token we signed that has not expired, or a bearer error."""
     async with steps.current().step("edge", "verify_token"):
         try:
-            claims = st.keys.verify(text, st.settings.issuer, st.settings.issuer + "/userinfo")
+            return st.keys.verify(text, st.settings.issuer, st.settings.issuer + "/userinfo")
         except jwt.InvalidTokenError as exc:
             raise bearer_error(f"access token rejected: {exc}") from None
+
+
+async def access_claims(st: State, text: str) -> dict[str, Any]:
+    """Claims of a valid access token we issued that is not revoked, or a bearer error."""
+    claims = await verified(st, text)
     jti = str(claims.get("jti", ""))
     revoked = await cache_step(st, "check_revoked", lambda r: r.exists(f"revoked:{jti}"), "miss")
     if revoked is DOWN:
@@ -96,19 +104,39 @@ async def access_claims(st: State, text: str) -> dict[str, Any]:
     return claims
 
 
-async def user_profile(st: State, sub: str) -> dict[str, Any]:
-    """The profile: Redis first, the database on a miss (read-through)."""
-    cached = await cache_step(st, "get_user", lambda r: r.get(f"user:{sub}"), "miss")
+async def token_user(st: State, claims: dict[str, Any]) -> dict[str, Any]:
+    """The token's revocation and its user's profile in one round trip to each store.
+
+    One MGET asks Redis for both the revocation mark and the cached profile. On a profile
+    miss (or Redis down) one query reads the profile and the revocation row from the
+    database, which refills the cache (read-through). In a Redis Cluster the two keys
+    hash to different slots: a cluster client sends the two GETs to their nodes in
+    parallel, so the wait is still one round trip.
+    """
+    sub, jti = str(claims["sub"]), str(claims.get("jti", ""))
+    found = await cache_step(
+        st, "get_user_check_revoked", lambda r: r.mget(f"revoked:{jti}", f"user:{sub}"), "miss"
+    )
+    revoked, cached = (False, None) if found is DOWN else (found[0] is not None, found[1])
+    if revoked:
+        raise bearer_error("access token has been revoked")
     if cached:
-        data: dict[str, Any] = json.loads(cached)
+        data: dict[str, Any] = orjson.loads(cached)
         return data
     row = await db_step(
         st,
-        "read_user",
-        lambda c: c.fetchrow("SELECT email, profile FROM users WHERE id = $1", uuid.UUID(sub)),
+        "read_user_check_revoked",
+        lambda c: c.fetchrow(
+            "SELECT email, profile, EXISTS (SELECT 1 FROM revocations WHERE jti = $2) AS revoked "
+            "FROM users WHERE id = $1",
+            uuid.UUID(sub),
+            jti,
+        ),
     )
     if row is None:
         raise bearer_error("the token's user no longer exists")
+    if row["revoked"]:
+        raise bearer_error("access token has been revoked")
     data = {"sub": sub, "email": row["email"], **json.loads(row["profile"])}
     ttl = st.settings.user_cache_ttl_s
     await cache_step(
@@ -120,15 +148,15 @@ async def user_profile(st: State, sub: str) -> dict[str, Any]:
 async def userinfo(request: Request) -> Response:
     st = state_of(request)
     form = await form_of(request) if request.method == "POST" else None
-    claims = await bearer_claims(st, request, form)
-    profile = await user_profile(st, claims["sub"])
+    claims = await bearer_claims(st, request, form, check_revoked=False)
+    profile = await token_user(st, claims)
     scopes = set(str(claims.get("scope", "")).split())
     out: dict[str, Any] = {"sub": claims["sub"]}
     if "email" in scopes:
         out.update(email=profile.get("email"), email_verified=True)
     if "profile" in scopes:
         out.update({k: profile[k] for k in PROFILE_FIELDS if k in profile})
-    return JSONResponse(out, headers={"Cache-Control": "no-store"})
+    return FastJSONResponse(out, headers={"Cache-Control": "no-store"})
 
 
 async def profile_update(request: Request) -> Response:

@@ -10,6 +10,7 @@ from dataclasses import replace
 import asyncpg
 import jwt
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from server.settings import Settings
@@ -142,7 +143,7 @@ def test_refresh_rotation_and_reuse_revokes_the_family(client: TestClient) -> No
     assert client.get("/userinfo", headers=bearer(rotated["access_token"])).status_code == 401
 
 
-def test_userinfo_profile_revoke_and_introspect(client: TestClient) -> None:
+def test_userinfo_profile_revoke_and_introspect(client: TestClient, settings: Settings) -> None:
     issued = tokens(client)
     access = issued["access_token"]
     info = client.get("/userinfo", headers=bearer(access)).json()
@@ -174,6 +175,12 @@ def test_userinfo_profile_revoke_and_introspect(client: TestClient) -> None:
     assert client.post("/introspect", data={"token": access}, auth=service).json() == {
         "active": False
     }
+    # Should the regional cache lose both the revocation mark and the profile, the
+    # database read that refills the profile still finds the revocation.
+    cache = redis.Redis.from_url(settings.redis_url)
+    assert cache.delete(f"revoked:{active['jti']}", f"user:{info['sub']}") == 2
+    lost = client.get("/userinfo", headers=bearer(access))
+    assert lost.status_code == 401 and "revoked" in lost.json()["error_description"]
     assert (
         client.post("/revoke", data={"token": "unknown", "client_id": "demo-spa"}).status_code
         == 200

@@ -31,13 +31,18 @@ def test_valid_tokens_verify_like_pyjwt(keys: Keys, alg: str) -> None:
     key = keys.by_alg[alg]
     expected = jwt.decode(token, key.public_key, algorithms=[alg], audience=AUD, issuer=ISS)
     assert keys.verify(token, ISS, AUD) == expected
+    # Its header segment is now known: a second token with it skips parsing the header.
+    again = keys.sign(_claims(sub="u2"), alg=alg)
+    assert _segments(again)[0] == _segments(token)[0]
+    assert keys.verify(again, ISS, AUD)["sub"] == "u2"
+    assert jwt.get_unverified_header(token) == {"alg": alg, "kid": key.kid, "typ": "JWT"}
 
 
 def _segments(token: str) -> list[str]:
     return token.split(".")
 
 
-def _b64(data: dict[str, Any]) -> str:
+def _b64(data: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
@@ -57,6 +62,15 @@ def _b64(data: dict[str, Any]) -> str:
         lambda k, t: t.replace(".", ".+", 1),
         lambda k, t: t + ".extra",
         lambda k, t: "garbage",
+        lambda k, t: "a.b.c",  # segments of impossible base64 length
+        lambda k, t: ".".join([_b64([1]), *_segments(t)[1:]]),
+        lambda k, t: ".".join(
+            [
+                _segments(t)[0],
+                base64.urlsafe_b64encode(b"[1]").decode().rstrip("="),
+                _segments(t)[2],
+            ]
+        ),
         lambda k, t: jwt.encode(_claims(), "s" * 32, algorithm="HS256"),
     ],
 )

@@ -12,15 +12,18 @@ from sim.runner import SimulationPlan, run_plan
 from sim.summary import averages, findings, latency_rows
 
 # Cells whose p50 the seed profile puts inside the seed's range, from the step lists.
+# (userinfo same region is one Redis round trip after the edge, 8 ms: below the seed's 10.)
 INSIDE = {
     ("hybrid", "session_validation", "same_region"),
-    ("hybrid", "userinfo", "same_region"),
     ("hybrid", "profile_update", "same_region"),
     ("hybrid", "login", "cross_region"),
     ("hybrid", "token_issue", "cross_region"),
     ("hybrid", "profile_update", "cross_region"),
     ("legacy", "session_validation", "all"),
 }
+# Inside in the full-length default run (p50 ~265 ms against 150-300), but a rare cell
+# (1 % of requests): in this test's short run its p50's interval can reach the 300 bound.
+INSIDE_OR_EDGE = {("hybrid", "profile_update", "cross_region")}
 
 
 def _table(
@@ -71,7 +74,7 @@ def test_cell_on_the_edge_of_its_range(seed_table: Any) -> None:
         for r in rows
         if r["region"] == "all" and r["verdict"] == "edge"
     }
-    assert edge == EDGE
+    assert edge - INSIDE_OR_EDGE == EDGE
     note = next(n for n in notes if n.startswith("login same_region (all)"))
     assert "contains the bound" in note
 
@@ -146,5 +149,5 @@ def test_cited_profile_names_the_dominant_step(cited_world: World) -> None:
     assert any("dominated by" in n for n in notes)
 
 
-GOLDEN_N = (57066, 54)
-GOLDEN_P50 = (8.260027, 497.863246)
+GOLDEN_N = (56971, 54)
+GOLDEN_P50 = (8.274736, 497.863246)
