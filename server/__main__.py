@@ -42,7 +42,13 @@ def main() -> int:
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it: turn that into an
         # exit, so the servers started above are stopped by the `finally` below.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=settings.keep_alive_s,
+        )
         return 0
     except (InfraError, ValueError) as exc:
         print(f"authscale server: error: {exc}", file=sys.stderr)

@@ -305,3 +305,10 @@ def test_settings_reject_bad_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="LOGIN_PER_IP='lots' is not an integer"):
         Settings.from_env("redis://x", "postgresql://x")
     assert replace(Settings("r", "d"), region="ap-ne").region == "ap-ne"
+    monkeypatch.delenv("LOGIN_PER_IP")
+    assert Settings.from_env("redis://x", "postgresql://x").keep_alive_s == 75
+    monkeypatch.setenv("KEEP_ALIVE_S", "2")
+    assert Settings.from_env("redis://x", "postgresql://x").keep_alive_s == 2
+    monkeypatch.setenv("KEEP_ALIVE_S", "0")
+    with pytest.raises(ValueError, match="KEEP_ALIVE_S=0 must be > 0"):
+        Settings.from_env("redis://x", "postgresql://x")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +40,16 @@ def test_stack_runs_one_server_per_region(
             assert steps == [("edge", "handle", region), ("redis", "issue_challenge", region)]
         # Each region has its own Redis: the stores differ.
         assert len({s.url for s in stack.stores}) == 2
+        # An idle connection outlives uvicorn's default keep-alive (5 s): the load
+        # generator's users come back to a region every few seconds on the same one.
+        conn = http.client.HTTPConnection("127.0.0.1", base, timeout=5)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() and conn.sock is not None
+        sock = conn.sock
+        time.sleep(6)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200 and conn.sock is sock
+        conn.close()
         processes = list(stack.processes.values())
     finally:
         stack.stop()
