@@ -116,6 +116,8 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "web": args.web,
         "regions": regions,
         "trace": args.trace,
+        # servers on this machine: their monotonic clock is the load generator's
+        "same_host": not args.host,
     }
     if args.trace and (int(args.workers) > 1 or args.web or args.closed_loop):
         raise UsageError(

@@ -30,7 +30,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadgen.identity import PASSWORD, Identity, email_of, sign_in
 from loadgen.recorder import Recorder
 from loadgen.servers import server_counts
-from loadgen.trace import ClientClock, Trace
+from loadgen.trace import ClientClock, Trace, handed_off, watch_socket_handoff
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
 from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
@@ -58,6 +58,10 @@ IDENTITIES: dict[str, list[Identity]] = {}
 # TRACE=1 (calibration): every response's step record, written to trace.json at the end.
 TRACE = Trace() if CONFIG.get("trace") else None
 CLOCK = ClientClock() if TRACE is not None else None  # and the senders' CPU on each path
+# ... and, with the servers on this machine, the latency split around the server's clock
+SPLIT = TRACE is not None and bool(CONFIG.get("same_host"))
+if SPLIT:
+    watch_socket_handoff()
 START = Event()
 STATE: dict[str, float] = {}
 BEFORE: dict[str, float] = {}
@@ -181,13 +185,15 @@ class AuthscaleUser(FastHttpUser):
     wait_time = constant(0)
     timing: str | None = None  # the Server-Timing header of the last response
     late_ms = 0.0  # TRACE=1: how late the sender woke for its request
+    # TRACE=1 on one machine: (called the client, got a socket, had the answer), perf_counter
+    moments: tuple[float, float, float] | None = None
 
     def finish(self, slot: Slot, due: float, error: str | None, second: int | None = None) -> None:
         latency_us = int((time.perf_counter() - due) * 1e6)
         key = (slot.operation, slot.locality, slot.edge)
         if CLOCK is not None and TRACE is not None and error is None:
             pre, mid, post = CLOCK.on_path()
-            client = (self.late_ms, pre, mid, post)
+            client = (self.late_ms, pre, mid, post, *(self.moments or ()))
             TRACE.add(
                 slot.operation, slot.locality, slot.edge, latency_us / 1000, self.timing, client
             )
@@ -219,6 +225,7 @@ class AuthscaleUser(FastHttpUser):
 
     def send(self, slot: Slot, who: Identity, base: str, prepared: str) -> str | None:
         op = slot.operation
+        sent = time.perf_counter() if SPLIT else 0.0
         # No catch_response: Locust marks 4xx, 5xx and connection errors as failures itself,
         # and its context manager would cost a fifth of the sender's time.
         kwargs: dict[str, Any] = {"name": op}
@@ -260,6 +267,8 @@ class AuthscaleUser(FastHttpUser):
         status = call.status_code
         if TRACE is not None:
             self.timing = call.headers.get("server-timing") if call.headers else None
+            if SPLIT:
+                self.moments = (sent, handed_off(), time.perf_counter())
         if status == 0:
             return "connection"
         return f"http_{status}" if status >= 400 else None

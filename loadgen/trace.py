@@ -14,6 +14,14 @@ request keeps how late its sender woke for it and the CPU its sender spent on th
 request's path (before the send, while reading, after the answer until the latency is
 taken); the run keeps the CPU off the path (recording, preparing the next request), the
 gevent hub's and the rest of Locust's.
+
+When the servers run on the same machine, each request also keeps where its latency went
+around the server's clock (`t0` in the header, the machine's monotonic clock): from the
+sender's call until its request was handed to a socket (the load generator's own thread,
+serving other senders first), from there until the server's middleware took it (loopback,
+the server's event loop, HTTP parsing), and from the server's answer until the sender had
+read it. The socket hand-off is seen by wrapping geventhttpclient's
+`ConnectionPool.get_socket` (`watch_socket_handoff`).
 """
 
 from __future__ import annotations
@@ -31,30 +39,71 @@ from scenarios.results import TRACE_FORMAT as FORMAT
 Entry = tuple[str, float, float, float]  # (component.action, dur_ms, cpu_ms, wan_ms)
 
 
-def parse(header: str) -> tuple[list[Entry], float, float] | None:
-    """The steps of a Server-Timing header and the request's own (dur, cpu); None when the
-    header is missing or carries no `app` entry (not one of our servers)."""
+def parse(header: str) -> tuple[list[Entry], float, float, float | None] | None:
+    """The steps of a Server-Timing header, the request's own (dur, cpu) and the server's
+    clock when it took the request (`t0`, s; None when absent); None when the header is
+    missing or carries no `app` entry (not one of our servers)."""
     steps: list[Entry] = []
-    app: tuple[float, float] | None = None
+    app: tuple[float, float, float | None] | None = None
     for part in filter(None, (p.strip() for p in header.split(","))):
         name, *params = part.split(";")
         values = {}
         for param in params:
             key, _, value = param.partition("=")
-            if key in ("dur", "cpu", "wan"):
+            if key in ("dur", "cpu", "wan", "t0"):
                 try:
                     values[key] = float(value)
                 except ValueError:
                     return None
         if name == "app":
-            app = (values.get("dur", 0.0), values.get("cpu", 0.0))
+            app = (values.get("dur", 0.0), values.get("cpu", 0.0), values.get("t0"))
         elif "." in name:
             steps.append(
                 (name, values.get("dur", 0.0), values.get("cpu", 0.0), values.get("wan", 0.0))
             )
     if app is None:
         return None
-    return steps, app[0], app[1]
+    return steps, app[0], app[1], app[2]
+
+
+_HANDED: dict[int, float] = {}  # greenlet id -> when its request last got a socket
+
+
+def watch_socket_handoff() -> None:
+    """Note, per greenlet, when geventhttpclient hands a request its socket (just before
+    the write): what `handed_off` returns. Installed once, for a traced run on one machine."""
+    from geventhttpclient.connectionpool import ConnectionPool
+
+    if getattr(ConnectionPool.get_socket, "authscale_watch", False):
+        return
+    original = ConnectionPool.get_socket
+
+    def get_socket(self: ConnectionPool) -> Any:
+        sock = original(self)
+        _HANDED[id(getcurrent())] = time.perf_counter()
+        return sock
+
+    get_socket.authscale_watch = True  # type: ignore[attr-defined]
+    ConnectionPool.get_socket = get_socket  # type: ignore[method-assign]
+
+
+def handed_off() -> float:
+    """When the current greenlet's request last got its socket (perf_counter s), or 0."""
+    return _HANDED.get(id(getcurrent()), 0.0)
+
+
+def split_ms(
+    sent: float, handed: float, answered: float, t0: float | None, app_ms: float
+) -> list[float] | None:
+    """[before the socket, to the server's clock, after the server's answer] in ms, from
+    perf_counter seconds of one machine; None when a moment is missing or out of order."""
+    if t0 is None or not (0 < sent <= handed <= t0) or t0 + app_ms / 1000 > answered + 1e-4:
+        return None
+    return [
+        round((handed - sent) * 1000, 4),
+        round((t0 - handed) * 1000, 4),
+        round(max(answered - t0 - app_ms / 1000, 0.0) * 1000, 4),
+    ]
 
 
 class Trace:
@@ -76,8 +125,10 @@ class Trace:
         edge: str,
         latency_ms: float,
         header: str | None,
-        client: tuple[float, float, float, float],
+        client: tuple[float, ...],
     ) -> None:
+        """`client`: (late, pre, mid, post) in ms, then optionally (sent, handed, answered)
+        in perf_counter seconds for the split around the server's clock."""
         self.requests.append((operation, locality, edge, latency_ms, header or "", *client))
 
     def add_prepare(self, operation: str, edge: str, header: str | None) -> None:
@@ -93,7 +144,8 @@ class Trace:
             if parsed is None:
                 unparsed += 1
                 continue
-            steps, app_ms, app_cpu = parsed
+            steps, app_ms, app_cpu, t0 = parsed
+            split = split_ms(*client[4:7], t0, app_ms) if len(client) == 7 else None
             requests.append(
                 [
                     operation,
@@ -102,7 +154,7 @@ class Trace:
                     round(latency_ms, 4),
                     app_ms,
                     app_cpu,
-                    [round(v, 4) for v in client],
+                    [round(v, 4) for v in client[:4]] + (split or [None, None, None]),
                     [list(s) for s in steps],
                 ]
             )
@@ -111,7 +163,7 @@ class Trace:
             if parsed is None:
                 unparsed += 1
                 continue
-            _, app_ms, app_cpu = parsed
+            _, app_ms, app_cpu, _ = parsed
             prepares.append([operation, edge, app_ms, app_cpu])
         return requests, prepares, unparsed
 
@@ -131,7 +183,15 @@ class Trace:
                         "client",
                         "steps",
                     ],
-                    "client_fields": ["late_ms", "pre_ms", "mid_ms", "post_ms"],
+                    "client_fields": [
+                        "late_ms",
+                        "pre_ms",
+                        "mid_ms",
+                        "post_ms",
+                        "before_socket_ms",
+                        "to_server_ms",
+                        "after_server_ms",
+                    ],
                     "step_fields": ["step", "dur_ms", "cpu_ms", "wan_ms"],
                     "requests": requests,
                     "prepare_fields": ["operation", "edge", "app_ms", "app_cpu_ms"],

@@ -32,7 +32,7 @@ from scipy import stats
 from scenarios import DATA_DIR, ScenarioError, load_world
 from scenarios.loader import load_model
 from scenarios.profiles import Profile
-from scenarios.results import TRACE_FORMAT
+from scenarios.results import TRACE_FORMAT, TRACE_FORMATS_READ
 from scenarios.workload import LOCALITIES, OPERATIONS
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
@@ -174,7 +174,7 @@ def load_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
             f"{run} ran the failure drill {summary['scenario']}: calibrate from a run without one"
         )
     trace = json.loads(trace_path.read_text())
-    if trace.get("format") != TRACE_FORMAT:
+    if trace.get("format") not in TRACE_FORMATS_READ:
         raise CalibrationError(
             f"{trace_path}: trace format {trace.get('format')!r}, not {TRACE_FORMAT!r} (an "
             "older run?): run make calibrate again"

@@ -32,7 +32,7 @@ from scipy import stats
 from scenarios.results import (
     LOG_BIN_LO_MS,
     LOG_BIN_RATIO,
-    TRACE_FORMAT,
+    TRACE_FORMATS_READ,
     log_bin_index,
     log_bin_mid_ms,
 )
@@ -232,11 +232,13 @@ def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float
     if not path.is_file():
         return {}
     trace = json.loads(path.read_text())
-    if trace.get("format") != TRACE_FORMAT:
+    if trace.get("format") not in TRACE_FORMATS_READ:
         return {}  # an older trace: recalibrate for the step detail
     sums: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    splits: dict[tuple[str, str, str], list[tuple[float, ...]]] = defaultdict(list)
     for op, loc, region, latency, app_ms, _, client, steps in trace["requests"]:
+        split = client[4:7] if len(client) >= 7 and client[4] is not None else None
         for key in ((op, loc, region), (op, loc, "all")):
             counts[key] += 1
             for name, dur, *_ in steps:
@@ -245,11 +247,40 @@ def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float
             # of which outside the server's own clock: HTTP, loopback, the load generator
             sums[key][OUTSIDE] += latency - app_ms
             sums[key][LATE] += client[0]  # the sender's wake-up: its thread's queue, its timer
-    return {k: {s: v / counts[k] for s, v in d.items()} for k, d in sums.items()}
+            if split is not None:
+                splits[key].append((latency, client[0], *split, app_ms))
+    out: dict[tuple[str, str, str], dict[str, Any]] = {
+        k: {s: v / counts[k] for s, v in d.items()} for k, d in sums.items()
+    }
+    for key, rows in splits.items():
+        out[key][SPLIT] = latency_split(rows)
+    return out
 
 
 OUTSIDE = "(outside the server)"
 LATE = "(sender woke late)"
+SPLIT = "(latency split)"
+SPLIT_PARTS = ("late", "before_socket", "to_server", "server", "after_server")
+
+
+def latency_split(rows: list[tuple[float, ...]]) -> dict[str, dict[str, float]]:
+    """Where the measured latency went, as mean ms per request over all requests and over
+    the slowest tenth: the sender waking late, its thread until the request had a socket,
+    from there to the server's clock, inside the server, and from its answer until the
+    sender had read it. `rows`: (latency, late, before_socket, to_server, after, server)."""
+    a = np.asarray(rows, dtype=float)
+    order = a[:, 0] >= np.percentile(a[:, 0], 90)
+    cols = {"late": 1, "before_socket": 2, "to_server": 3, "server": 5, "after_server": 4}
+    return {
+        "n": {"all": float(len(a)), "slowest_tenth": float(order.sum())},
+        **{
+            part: {
+                "all": round(float(a[:, i].mean()), 3),
+                "slowest_tenth": round(float(a[order, i].mean()), 3),
+            }
+            for part, i in cols.items()
+        },
+    }
 
 
 def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
@@ -304,7 +335,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         )
         mine, theirs = _sim_steps(srow), msteps.get(key, {})
         if theirs and mine:
-            labels = (set(mine) | set(theirs)) - {OUTSIDE, LATE}
+            labels = (set(mine) | set(theirs)) - {OUTSIDE, LATE, SPLIT}
             diffs = {k: mine.get(k, 0.0) - theirs.get(k, 0.0) for k in labels}
             worst = max(diffs, key=lambda k: abs(diffs[k]))
             row["step_gap"] = {
@@ -315,6 +346,8 @@ def compare(pair: Pair) -> dict[str, Any]:
             if worst == "app.untraced":
                 row["step_gap"]["measured_outside_server_ms"] = round(theirs[OUTSIDE], 3)
                 row["step_gap"]["measured_sender_late_ms"] = round(theirs[LATE], 3)
+        if SPLIT in theirs:
+            row["measured_split_ms"] = theirs[SPLIT]
         rows.append(row)
     judged = [r for r in rows if r.get("judged")]
     return {
@@ -330,6 +363,16 @@ def compare(pair: Pair) -> dict[str, Any]:
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
         "rows": rows,
     }
+
+
+SPLIT_WORDS = {
+    "late": "with the sender waking late",
+    "before_socket": "in the load generator's thread before the request had a socket",
+    "to_server": "from the socket to the server's clock (loopback, the server's event loop, "
+    "HTTP parsing)",
+    "server": "inside the server",
+    "after_server": "from the server's answer until the sender had read it",
+}
 
 
 def explain(result: dict[str, Any]) -> list[str]:
@@ -358,6 +401,12 @@ def explain(result: dict[str, Any]) -> list[str]:
                     f"{gap.get('measured_sender_late_ms', 0.0):.2f} ms of that in the sender "
                     "waking late for its send"
                 )
+        split = r.get("measured_split_ms")
+        if split:
+            parts = ", ".join(
+                f"{split[p]['slowest_tenth']:.2f} {SPLIT_WORDS[p]}" for p in SPLIT_PARTS
+            )
+            text += f". The slowest tenth of measured requests spent on average (ms): {parts}"
         out.append(text)
     return out
 

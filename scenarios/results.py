@@ -42,8 +42,10 @@ def point_latest(run_dir: Path) -> None:
 # run): bin i holds values in [LO * RATIO**i, LO * RATIO**(i+1)) ms, 1 % wide, so a
 # percentile read from the bins is off by at most 1 %.
 # `trace.json` of a traced load run (written by loadgen.trace, read by report.calibrate and
-# report.compare): format 2 added each request's client-side record.
-TRACE_FORMAT = "authscale-trace-2"
+# report.compare): format 2 added each request's client-side record; format 3 its split
+# of the latency around the server's clock (before the write, to the server, after it).
+TRACE_FORMAT = "authscale-trace-3"
+TRACE_FORMATS_READ = ("authscale-trace-2", TRACE_FORMAT)  # 2 lacks only the split
 
 LOG_BIN_LO_MS = 0.001
 LOG_BIN_RATIO = 1.01

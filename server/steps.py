@@ -10,6 +10,10 @@ so calibration can tell the steps' time from the rest (`make calibrate`).
 
 `cpu` and the `app` entry's cpu are there only when the server runs with STEP_CPU=1
 (make calibrate's stack does): reading a thread's CPU clock is a system call per step.
+With them the `app` entry carries `t0`, the server's time.perf_counter() in seconds when
+the middleware took the request: CLOCK_MONOTONIC, one clock for every process on a Linux
+machine, so a load generator on the same machine can tell its own part of the latency
+from the time before the server's clock started and after it stopped.
 `cpu` is the thread's CPU clock, which also counts any other request that ran on the
 event loop while this step awaited: exact when requests do not overlap (a light load),
 as calibration runs them.
@@ -87,7 +91,7 @@ class Recorder:
         app = f"app;dur={total:.3f}"
         if with_cpu:
             cpu = (self.cpu_clock() - self.started_cpu) * 1e3 - self.others_cpu_ms
-            app += f";cpu={cpu:.3f}"
+            app += f";cpu={cpu:.3f};t0={self.started:.6f}"
         return ", ".join([*parts, app])
 
 

@@ -7,8 +7,9 @@ import gc
 import time
 
 import gevent
+import pytest
 
-from loadgen.trace import ClientClock, Trace
+from loadgen.trace import ClientClock, Trace, handed_off, parse, split_ms, watch_socket_handoff
 
 HEADER = "edge.handle;dur=0.150;cpu=0.140;wan=0, redis.get_session;dur=0.700;cpu=0.300, app;dur=1"
 
@@ -75,9 +76,60 @@ def test_records_are_untracked_by_the_collector_until_written() -> None:
     assert requests == [
         [
             "session_validation", "same_region", "ap-ne", 5.25, 1.0, 0.0,
-            [0.5, 0.4, 0.1, 0.3],
+            [0.5, 0.4, 0.1, 0.3, None, None, None],
             [["edge.handle", 0.15, 0.14, 0.0], ["redis.get_session", 0.7, 0.3, 0.0]],
         ]
     ]  # fmt: skip
     assert prepares == [["login", "ap-ne", 2.0, 1.5]]
     assert unparsed == 1
+
+
+def test_the_latency_splits_around_the_servers_clock() -> None:
+    """Moments on one machine's monotonic clock: the call, the socket, the server's t0
+    (in the header), the answer. 1 ms before the socket, 2 ms to the server, its 3 ms,
+    0.5 ms after."""
+    header = "redis.get_session;dur=0.7;cpu=0.3, app;dur=3.000;cpu=1.0;t0=100.003000"
+    parsed = parse(header)
+    assert parsed is not None and parsed[3] == pytest.approx(100.003)
+    assert split_ms(100.0, 100.001, 100.0065, 100.003, 3.0) == pytest.approx([1.0, 2.0, 0.5])
+    # Out of order (a socket noted before the call, from an earlier request) or no t0: none.
+    assert split_ms(100.0, 99.0, 100.0065, 100.003, 3.0) is None
+    assert split_ms(100.0, 100.001, 100.0065, None, 3.0) is None
+    assert split_ms(100.0, 100.001, 100.004, 100.003, 3.0) is None  # answered before it ended
+    trace = Trace()
+    trace.add(
+        "session_validation", "same_region", "ap-ne", 6.6, header,
+        (0.1, 0.2, 0.0, 0.1, 100.0, 100.001, 100.0065),
+    )  # fmt: skip
+    (request,), _, _ = trace.records()
+    assert request[6][4:] == pytest.approx([1.0, 2.0, 0.5])
+
+
+def test_the_socket_hand_off_is_noted_per_greenlet() -> None:
+    """The hook on geventhttpclient's pool notes when each greenlet's request got its
+    socket; a real request through a real pool to a listening socket."""
+    import socket
+
+    from geventhttpclient.connectionpool import ConnectionPool
+
+    watch_socket_handoff()
+    watch_socket_handoff()  # installing twice wraps once
+    assert getattr(ConnectionPool.get_socket, "authscale_watch", False)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    pool = ConnectionPool("127.0.0.1", port, "127.0.0.1", port)
+    seen: list[float] = []
+
+    def use() -> None:
+        before = time.perf_counter()
+        sock = pool.get_socket()
+        seen.extend([before, handed_off(), time.perf_counter()])
+        pool.return_socket(sock)
+
+    gevent.spawn(use).join()
+    assert seen[0] <= seen[1] <= seen[2]
+    assert handed_off() == 0.0  # this greenlet never asked for a socket
+    pool.close()
+    server.close()

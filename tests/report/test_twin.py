@@ -22,7 +22,7 @@ from report.compare import ks_two_sample
 from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
-from scenarios.results import log_bins
+from scenarios.results import TRACE_FORMAT, log_bins
 from sim.cli import main as simulate
 
 SIM = ["--workers", "1", "--quiet"]
@@ -79,12 +79,20 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     assert 0.01 < client.send.mean_ms < 20 and 0.01 < client.receive.mean_ms < 20
     assert client.after.mean_ms > 0
     trace = json.loads((loop["load"] / "trace.json").read_text())
-    assert trace["format"] == "authscale-trace-2"
+    assert trace["format"] == TRACE_FORMAT == "authscale-trace-3"
     clock = trace["client_clock"]
     assert 0 < clock["on_path_ms"] <= clock["sender_ms"] and clock["hub_ms"] > 0
-    for *_, latency, _, _, (late, pre, mid, post), _ in trace["requests"]:
+    split = 0
+    for *_, latency, app_ms, _, (late, pre, mid, post, *around), _ in trace["requests"]:
         assert late >= 0 and pre > 0 and mid >= 0 and post > 0
         assert pre + mid + post < latency
+        # The servers ran on this machine: the latency splits around the server's clock,
+        # in order, inside what the client measured from the intended send time.
+        if around[0] is not None:
+            split += 1
+            assert min(around) >= 0
+            assert late + sum(around) + app_ms <= latency + 0.1
+    assert split >= 0.9 * len(trace["requests"])
 
 
 def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
@@ -158,6 +166,15 @@ def test_compare_puts_the_runs_side_by_side(
     if gap["step"] == "app.untraced":  # its part outside the server is named too
         assert 0 < gap["measured_outside_server_ms"] <= gap["measured_mean_ms"]
         assert 0 <= gap["measured_sender_late_ms"] < gap["measured_outside_server_ms"]
+    # Where the measured latency went, on average and for the slowest tenth.
+    split = row["measured_split_ms"]
+    assert split["n"]["all"] > 200 and 0 < split["n"]["slowest_tenth"] < split["n"]["all"]
+    for part in ("late", "before_socket", "to_server", "server", "after_server"):
+        assert split[part]["all"] >= 0
+    assert split["server"]["all"] > 0.05
+    assert sum(split[p]["slowest_tenth"] for p in split if p != "n") > sum(
+        split[p]["all"] for p in split if p != "n"
+    )
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(
