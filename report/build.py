@@ -21,6 +21,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from report.compare import (
+    SPLIT_PARTS,
+    SPLIT_WORDS,
     CompareError,
     Pair,
     cdf,
@@ -290,6 +292,53 @@ def twin_cdfs(inp: Inputs) -> go.Figure | None:
     return fig
 
 
+def twin_split(inp: Inputs) -> go.Figure | None:
+    """Where the measured latency went around the server's clock, per operation and
+    locality, over all requests and over the slowest tenth: each part's share of the mean
+    (the ms in the hover), so that cells of 2 ms and of 200 ms read alike (trace format 3,
+    servers on the load generator's machine)."""
+    if inp.twin is None:
+        return None
+    rows = [
+        r
+        for r in inp.twin["rows"]
+        if r["region"] == "all" and r.get("measured_split_ms")
+        and r["measured_split_ms"]["n"]["all"] >= 50
+    ]  # fmt: skip
+    if not rows:
+        return None
+    fig = go.Figure()
+    labels = [
+        f"{r['operation']} {r['locality']}: {which}"
+        for r in rows
+        for which in ("all", "slowest tenth")
+    ]
+    cells = [(r["measured_split_ms"], which) for r in rows for which in ("all", "slowest_tenth")]
+    totals = [sum(split[p][which] for p in SPLIT_PARTS) or 1.0 for split, which in cells]
+    for part in SPLIT_PARTS:
+        ms = [split[part][which] for split, which in cells]
+        fig.add_bar(
+            y=labels,
+            x=[100 * v / t for v, t in zip(ms, totals, strict=True)],
+            customdata=ms,
+            hovertemplate="%{customdata:.2f} ms (%{x:.0f} %)",
+            name=SPLIT_WORDS[part],
+            orientation="h",
+        )
+    fig.update_layout(
+        barmode="stack",
+        title=(
+            f"Where the measured latency went, load run {inp.twin['load_run']} "
+            f"({inp.twin['scenario']['qps']:g} QPS): share of the mean per request"
+        ),
+        xaxis={"title": "% of the mean latency (hover for ms)", "range": [0, 100]},
+        yaxis={"autorange": "reversed"},
+        legend={"orientation": "h", "y": -0.08, "yanchor": "top"},
+        height=220 + 34 * len(labels),
+    )
+    return fig
+
+
 def cost_figure(inp: Inputs) -> go.Figure | None:
     if not inp.costs:
         return None
@@ -380,7 +429,7 @@ def verdicts(inp: Inputs) -> list[tuple[str, bool | None, str]]:
 
 def render(inp: Inputs) -> tuple[str, int]:
     """The page, and how many charts it holds."""
-    makers = (seed_bands, percentile_curves, twin_cdfs, failure_timeline, cost_figure)
+    makers = (seed_bands, percentile_curves, twin_cdfs, twin_split, failure_timeline, cost_figure)
     figures = [f for f in (make(inp) for make in makers) if f is not None]
     charts = "\n".join(
         f'<section class="chart">{f.to_html(full_html=False, include_plotlyjs=False)}</section>'

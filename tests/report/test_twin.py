@@ -188,6 +188,7 @@ def test_report_shows_the_twin_and_copies_into_the_run_folders(
     assert (loop["sim"].resolve() / "report.html").is_file()
     dom = rendered_dom(loop["root"] / "report.html")
     assert "Latency CDFs" in dom
+    assert "Where the measured latency went" in dom  # the split, from this run's trace
     charts = int(out.split(" charts;")[0].rsplit("\n", 1)[-1])
     assert dom.count('class="plot-container plotly"') == charts
 
