@@ -302,7 +302,9 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
     print(f"authscale loadtest: Locust ran for {time.monotonic() - started:.0f} s")
     recorder = Recorder.from_json(json.loads(out.read_text()))
     for worker_file in run_dir.glob("recorder.worker*.json"):  # the workers' own CPU
-        recorder.cpu_s += json.loads(worker_file.read_text()).get("cpu_s", 0.0)
+        own = json.loads(worker_file.read_text())
+        recorder.cpu_s += own.get("cpu_s", 0.0)
+        recorder.connections += own.get("connections", 0)
     return recorder
 
 
@@ -372,6 +374,7 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         "traced": bool(config.get("trace")),
         "only_operation": config.get("only_operation"),
         "loadgen_cpu_s": round(rec.cpu_s, 2),
+        "loadgen_connections_opened": rec.connections,
         "requests_per_loadgen_cpu_s": round(offered / rec.cpu_s, 1) if rec.cpu_s else None,
         "server_counts": {op: int(rec.server_counts.get(op, 0)) for op in OPERATIONS},
         # Every request the servers answered during the run (preparations and the

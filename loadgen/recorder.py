@@ -38,6 +38,7 @@ class Recorder:
         self.errors: dict[Key, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.late_starts = 0
         self.sent = 0
+        self.connections = 0  # TCP connections the senders opened to the servers
         # per second: (second, region, operation) -> [offered, completed, errors]
         self.seconds: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self.second_hist: dict[tuple[int, str, str], HdrHistogram] = {}
@@ -76,6 +77,7 @@ class Recorder:
             "second_errors": [[*k, dict(v)] for k, v in self.second_errors.items()],
             "server_counts": self.server_counts,
             "cpu_s": self.cpu_s,
+            "connections": self.connections,
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class Recorder:
             row[1] += completed
             row[2] += errors
         self.cpu_s += data.get("cpu_s", 0.0)
+        self.connections += data.get("connections", 0)
         for second, region, op, kinds in data.get("second_errors", []):
             for kind, n in kinds.items():
                 self.second_errors[(second, region, op)][kind] += n

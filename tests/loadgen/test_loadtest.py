@@ -52,6 +52,10 @@ def test_headless_run_writes_results_that_agree_with_the_servers(
     assert summary["measured_counts"] == summary["server_counts"]
     assert sum(summary["measured_counts"].values()) > 100
     assert set(summary["server_counts"]) == set(OPERATIONS)
+    # The senders share their connections: a few per region, not one or more per sender
+    # (53 senders here; the request count is about 150).
+    opened = summary["loadgen_connections_opened"]
+    assert 2 <= opened <= 0.2 * sum(summary["measured_counts"].values())
     with (run / "timeline.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     totals = [r for r in rows if r["region"] == "all" and r["operation"] == "all"]

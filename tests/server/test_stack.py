@@ -40,8 +40,8 @@ def test_stack_runs_one_server_per_region(
             assert steps == [("edge", "handle", region), ("redis", "issue_challenge", region)]
         # Each region has its own Redis: the stores differ.
         assert len({s.url for s in stack.stores}) == 2
-        # An idle connection outlives uvicorn's default keep-alive (5 s): the load
-        # generator's users come back to a region every few seconds on the same one.
+        # An idle connection outlives uvicorn's default keep-alive (5 s): KEEP_ALIVE_S,
+        # 75 s unless set, as an edge keeps its connections to the provider pooled.
         conn = http.client.HTTPConnection("127.0.0.1", base, timeout=5)
         conn.request("GET", "/healthz")
         assert conn.getresponse().read() and conn.sock is not None
