@@ -203,13 +203,6 @@ class Trace:
         )
 
 
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an authscale trace (format {data.get('format')!r})")
-    return data
-
-
 class ClientClock:
     """CPU time per greenlet of the load generator's one thread, from its switches.
 

@@ -248,7 +248,8 @@ def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float
             sums[key][OUTSIDE] += latency - app_ms
             sums[key][LATE] += client[0]  # the sender's wake-up: its thread's queue, its timer
             if split is not None:
-                splits[key].append((latency, client[0], *split, app_ms))
+                before, to_server, after = split
+                splits[key].append((latency, client[0], before, to_server, app_ms, after))
     out: dict[tuple[str, str, str], dict[str, Any]] = {
         k: {s: v / counts[k] for s, v in d.items()} for k, d in sums.items()
     }
@@ -267,10 +268,9 @@ def latency_split(rows: list[tuple[float, ...]]) -> dict[str, dict[str, float]]:
     """Where the measured latency went, as mean ms per request over all requests and over
     the slowest tenth: the sender waking late, its thread until the request had a socket,
     from there to the server's clock, inside the server, and from its answer until the
-    sender had read it. `rows`: (latency, late, before_socket, to_server, after, server)."""
+    sender had read it. `rows`: the latency, then the parts in SPLIT_PARTS' order."""
     a = np.asarray(rows, dtype=float)
     order = a[:, 0] >= np.percentile(a[:, 0], 90)
-    cols = {"late": 1, "before_socket": 2, "to_server": 3, "server": 5, "after_server": 4}
     return {
         "n": {"all": float(len(a)), "slowest_tenth": float(order.sum())},
         **{
@@ -278,7 +278,7 @@ def latency_split(rows: list[tuple[float, ...]]) -> dict[str, dict[str, float]]:
                 "all": round(float(a[:, i].mean()), 3),
                 "slowest_tenth": round(float(a[order, i].mean()), 3),
             }
-            for part, i in cols.items()
+            for i, part in enumerate(SPLIT_PARTS, start=1)
         },
     }
 
