@@ -4,7 +4,9 @@ granian serves the app with one worker pinned to core 0; wrk runs pinned to core
 benchmark's own Redis and PostgreSQL share the machine. In one run it measures a baseline
 route that does one Redis GET, then session validation (cache hit), userinfo (cache hit)
 and token issue (authorization code grant: rate limit, GETDEL, two ES256 signatures, one
-database insert), and compares each with the baseline. Ratios measured in one run are
+database insert), and compares each with the baseline. For each route it also records
+the server's CPU per request and how busy each core was, so a reader can see that the
+server's core, not wrk's or the stores', set the rate. Ratios measured in one run are
 what to compare: absolute rates move with the machine.
 """
 
@@ -26,6 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from scenarios.results import new_run_dir, point_latest, write_json
@@ -49,6 +52,32 @@ request = function()
   }, body)
 end
 """
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants (threads included)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _core_ticks() -> list[tuple[int, int]]:
+    """(busy, total) jiffies of each core from /proc/stat."""
+    out = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(f) for f in fields[:8]]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            out.append((sum(ticks) - idle, sum(ticks)))
+    return out
 
 
 def _wrk(
@@ -166,7 +195,24 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, (path, headers, script) in runs.items():
             print(f"measuring {name} for {args.seconds} s ...", file=sys.stderr)
-            results[name] = _wrk(base + path, args.seconds, args.connections, headers, script)
+            stores = [p.process.pid for p in (redis_server, pg) if p.process is not None]
+            server0, stores0, ticks0 = (
+                _cpu_seconds([server.pid]),
+                _cpu_seconds(stores),
+                _core_ticks(),
+            )
+            res = _wrk(base + path, args.seconds, args.connections, headers, script)
+            done = res["requests_per_s"] * args.seconds
+            server_cpu = _cpu_seconds([server.pid]) - server0
+            res["server_cpu_us_per_request"] = round(1e6 * server_cpu / done, 1)
+            res["stores_cpu_us_per_request"] = round(
+                1e6 * (_cpu_seconds(stores) - stores0) / done, 1
+            )
+            res["core_busy"] = [
+                round((b1 - b0) / max(1, t1 - t0), 3)
+                for (b0, t0), (b1, t1) in zip(ticks0, _core_ticks(), strict=True)
+            ]
+            results[name] = res
     finally:
         server.terminate()
         server.wait(timeout=15)
@@ -185,13 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         "goals_met": {k: ratios[k] >= g for k, g in GOALS.items()},
     }
     print(
-        f"{'route':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'ratio':>8}{'goal':>7}"
+        f"{'route':<22}{'req/s':>10}{'cpu us':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+        f"{'ratio':>8}{'goal':>7}"
     )
     for name, res in results.items():
         ratio = ratios.get(name)
         goal = GOALS.get(name)
         print(
-            f"{name:<22}{res['requests_per_s']:>10,.0f}{res['p50_ms']:>9.2f}{res['p99_ms']:>9.2f}"
+            f"{name:<22}{res['requests_per_s']:>10,.0f}{res['server_cpu_us_per_request']:>8.0f}"
+            f"{res['p50_ms']:>9.2f}{res['p99_ms']:>9.2f}"
             f"{res['non_2xx']:>9}{'' if ratio is None else f'{ratio:.2f}':>8}"
             f"{'' if goal is None else f'>={goal}':>7}"
             + ("" if goal is None else ("  met" if ratio >= goal else "  MISSED"))  # type: ignore[operator]
@@ -199,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = new_run_dir(Path(args.results_dir), "bench", "server")
     write_json(run_dir / "bench-server.json", report)
     point_latest(run_dir)
+    busy = {k: v["core_busy"] for k, v in results.items()}
+    print("cpu us: the server's CPU per request; cores busy per route: " + json.dumps(busy))
     print(f"written: {run_dir / 'bench-server.json'}")
     return 0
 

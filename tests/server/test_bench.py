@@ -5,6 +5,7 @@ It installs wrk itself when it is missing, as `make bench-server` does."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,5 +32,10 @@ def test_bench_server_measures_every_route(tmp_path: Path) -> None:
     for name, result in report["results"].items():
         assert result["requests_per_s"] > 0, name
         assert result["non_2xx"] == 0, name  # every measured request succeeded
+        # The server's CPU per request is measured, and each core's busy share is a share.
+        assert 0 < result["server_cpu_us_per_request"] < 1e6, name
+        assert result["stores_cpu_us_per_request"] > 0, name
+        assert len(result["core_busy"]) == os.cpu_count(), name
+        assert all(0 <= b <= 1 for b in result["core_busy"]), name
     assert set(report["ratios_to_baseline"]) == set(report["goals"])
     assert "ratio" in done.stdout
