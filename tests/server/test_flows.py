@@ -240,6 +240,31 @@ def test_garbage_gets_a_json_error_never_a_500(
     assert body["error"] and "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"grant_type=\xff\xfe", "unreadable form body"),  # not UTF-8
+        ("&".join(f"f{i}=v" for i in range(51)).encode(), "unreadable form body"),  # > 50
+        (b"grant_type=" + b"x" * (64 * 1024), "over 64 KiB"),
+    ],
+)
+def test_bad_form_bodies_are_named(client: TestClient, body: bytes, says: str) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    response = client.post("/token", content=body, headers=form)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert says in response.json()["error_description"]
+
+
+def test_form_fields_are_percent_and_plus_decoded(client: TestClient) -> None:
+    # '+' is a space and %2B a plus: the grant type arrives as written, and is refused by name.
+    body = b"grant_type=my+grant%2Bx&client_id=demo-spa"
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    response = client.post("/token", content=body, headers=form)
+    assert response.status_code == 400
+    assert "'my grant+x'" in response.json()["error_description"]
+
+
 def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {
         "region": "us-east",
