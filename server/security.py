@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -60,9 +61,12 @@ def b64url(data: bytes) -> str:
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
-_TO_STANDARD = str.maketrans("-_", "+/")
-# One signature scheme object each, not one per verification.
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# bytes.translate: a fifth of the CPU of str.translate, which looks each character up.
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# One signature scheme object each, not one per verification. ES256 signs with RFC 6979
+# deterministic nonces: the signature is then a function of the key and the message, which
+# lets the issuer check its own tokens by signing again (see Keys.verify).
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
 
@@ -71,10 +75,17 @@ def _b64decode(segment: str) -> bytes:
     """Unpadded base64url (the caller has checked the alphabet)."""
     try:
         return binascii.a2b_base64(
-            (segment + "=" * (-len(segment) % 4)).translate(_TO_STANDARD), strict_mode=True
+            (segment + "=" * (-len(segment) % 4)).encode().translate(_TO_STANDARD),
+            strict_mode=True,
         )
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc)) from None
+
+
+def _es256(key: SigningKey, signing_input: bytes) -> bytes:
+    """The JWS ES256 signature (R || S, 32 bytes each) of `signing_input`, deterministic."""
+    r, s = decode_dss_signature(key.private_key.sign(signing_input, _ECDSA_SHA256))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def pkce_matches(verifier: str, challenge: str) -> bool:
@@ -148,8 +159,7 @@ class Keys:
             )
         signing_input = f"{head}.{b64url(orjson.dumps(claims))}"
         if alg == "ES256":
-            r, s = decode_dss_signature(key.private_key.sign(signing_input.encode(), _ECDSA_SHA256))
-            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+            signature = _es256(key, signing_input.encode())
         else:
             signature = key.private_key.sign(signing_input.encode(), _PKCS1, _SHA256)
         return f"{signing_input}.{b64url(signature)}"
@@ -160,6 +170,14 @@ class Keys:
         Our own tokens only: the key comes from our kid and must match the header's alg.
         Done here rather than with jwt.decode, which checks every base64 character in a
         Python loop and parses the token twice: measured, that was half of userinfo's CPU.
+
+        ES256: we hold the private key and sign deterministically (RFC 6979), so a token
+        we signed carries exactly the signature that signing its header and claims again
+        gives. Signing is about 18 us of CPU here against 45 us for an ECDSA verification,
+        so the check signs again and compares in constant time. That accepts only valid
+        signatures (what we would produce is one); anything else, such as a valid
+        signature made with a random nonce, goes on to the full verification, so the set
+        of tokens accepted is exactly the standard verifier's.
         """
         if not _JWS.fullmatch(token):
             raise jwt.DecodeError("not a compact JWS of three base64url segments")
@@ -181,8 +199,10 @@ class Keys:
             if key.alg == "ES256":
                 if len(signature) != 64:
                     raise InvalidSignature
-                r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-                key.public_key.verify(encode_dss_signature(r, s), signed, _ECDSA_SHA256)
+                if not hmac.compare_digest(_es256(key, signed), signature):
+                    r = int.from_bytes(signature[:32], "big")
+                    s = int.from_bytes(signature[32:], "big")
+                    key.public_key.verify(encode_dss_signature(r, s), signed, _ECDSA_SHA256)
             else:
                 key.public_key.verify(signature, signed, _PKCS1, _SHA256)
         except InvalidSignature:

@@ -38,6 +38,40 @@ def test_valid_tokens_verify_like_pyjwt(keys: Keys, alg: str) -> None:
     assert jwt.get_unverified_header(token) == {"alg": alg, "kid": key.kid, "typ": "JWT"}
 
 
+class _CountingPublicKey:
+    """Wraps a public key and counts full signature verifications."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.verifications = inner, 0
+
+    def verify(self, *args: Any) -> None:
+        self.verifications += 1
+        self.inner.verify(*args)
+
+
+def test_es256_checks_its_own_tokens_by_signing_again() -> None:
+    key = SigningKey.generate("ES256")
+    keys = Keys([key])
+    spy = _CountingPublicKey(key.public_key)
+    key.__dict__["_public"] = spy
+    claims = _claims()
+    token = keys.sign(claims)
+    assert keys.sign(claims) == token  # RFC 6979: the same claims give the same signature
+    assert keys.verify(token, ISS, AUD) == claims
+    assert spy.verifications == 0  # accepted by signing again, no ECDSA verification
+    # A valid signature by the same key with a random nonce (PyJWT's) is not what signing
+    # again gives: it is accepted by the full verification, as any ES256 verifier would.
+    other = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    assert other.split(".")[2] != token.split(".")[2]
+    assert keys.verify(other, ISS, AUD) == claims
+    assert spy.verifications == 1
+    # A signature that is neither fails the full verification.
+    forged = ".".join([*_segments(token)[:2], _segments(other)[2][::-1]])
+    with pytest.raises(jwt.InvalidSignatureError):
+        keys.verify(forged, ISS, AUD)
+    assert spy.verifications == 2
+
+
 def _segments(token: str) -> list[str]:
     return token.split(".")
 
