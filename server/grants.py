@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import steps
 from server.authorize import DEVICE_GRANT
 from server.core import (
     Client,
+    FastJSONResponse,
     State,
     authenticate_client,
     cache_step,
@@ -148,7 +150,7 @@ async def token(request: Request) -> Response:
         body = await _device_grant(st, client, form, proof)
     else:
         raise OAuthError(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
-    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return FastJSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 async def _device_grant(
@@ -208,7 +210,7 @@ async def _code_grant(
     code = param(form, "code", max_len=200)
     redirect_uri = param(form, "redirect_uri")
     family, jti = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    marker = json.dumps({"family": family, "jti": jti})
+    marker = orjson.dumps({"family": family, "jti": jti})
     status, value = await cache_step(
         st,
         "consume_code",
@@ -226,7 +228,7 @@ async def _code_grant(
         )
     if int(status) != 1:
         raise OAuthError(400, "invalid_grant", "unknown or expired authorization code")
-    data = json.loads(value)
+    data = orjson.loads(value)
     if proof is not None:
         await check_dpop_jti(st, proof[0])
     if data["client_id"] != client.id or data["redirect_uri"] != redirect_uri:
