@@ -82,7 +82,7 @@ def _core_ticks() -> list[tuple[int, int]]:
 
 def _wrk(
     url: str, seconds: int, connections: int, headers: dict[str, str], script: Path | None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]

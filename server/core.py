@@ -9,11 +9,11 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -172,7 +172,7 @@ async def form_of(request: Request) -> FormData:
         )
     except ValueError as exc:  # not UTF-8, or too many fields
         raise OAuthError(400, "invalid_request", f"unreadable form body: {exc}") from exc
-    return FormData(pairs)
+    return FormData(cast(list[tuple[str, str | UploadFile]], pairs))
 
 
 def param(form: Any, name: str, required: bool = True, max_len: int = 2048) -> str:
