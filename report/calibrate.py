@@ -201,6 +201,20 @@ def _step_samples(trace: dict[str, Any]) -> dict[str, tuple[list[float], list[fl
     return out
 
 
+def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
+    """CPU per request offered in a load run, from the run's own totals: the servers'
+    event loops (/metrics) and the load generator's process. None where a run lacks it."""
+    offered = sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+
+    def per_request(total_s: Any) -> float | None:
+        return round(1000.0 * total_s / offered, 4) if total_s and offered else None
+
+    return {
+        "servers": per_request(summary.get("server_loop_cpu_s")),
+        "load_generator": per_request(summary.get("loadgen_cpu_s")),
+    }
+
+
 def outside_cpu_ms(summary: dict[str, Any], trace: dict[str, Any]) -> float:
     """Event-loop CPU per request spent before the middleware starts timing and after the
     response starts (HTTP parsing and writing): the servers' loop CPU over the run, per
@@ -375,11 +389,12 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
     # in the run (their own clock, HTTP parsing and preparations included) per request
     # offered; the regions share the load by their traffic shares, evenly enough here.
     offered = sum(r["n"] + r["errors"] for r in summary["latency"])
-    if not summary.get("server_loop_cpu_s") or not offered:
+    run_cpu = run_cpu_per_request(summary)
+    if run_cpu["servers"] is None:
         raise CalibrationError(
             f"{run}: the servers reported no event-loop CPU (/metrics); rerun make calibrate"
         )
-    cpu_per_request = 1000.0 * summary["server_loop_cpu_s"] / offered
+    cpu_per_request = run_cpu["servers"]
     regions = list(config["regions"])
     loop_capacity = len(regions) * 1000.0 / cpu_per_request
     # The machine's: every process shares its cores (the loops, the password hashes on
@@ -470,6 +485,11 @@ def _render(
         f"requests = {summary['latency'] and sum(r['n'] for r in summary['latency'])}",
         "servers_per_region = 1",
         f"capacity_qps = {round(capacity, 1)!r}",
+        *(
+            f"{name}_cpu_ms_per_request = {value!r}"
+            for name, value in run_cpu_per_request(summary).items()
+            if value is not None
+        ),
         f"capacity_source = {json.dumps(capacity_source)}",
         "",
     ]

@@ -29,6 +29,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
+from report.calibrate import run_cpu_per_request
 from scenarios.results import (
     LOG_BIN_LO_MS,
     LOG_BIN_RATIO,
@@ -350,6 +351,7 @@ def compare(pair: Pair) -> dict[str, Any]:
             row["measured_split_ms"] = theirs[SPLIT]
         rows.append(row)
     judged = [r for r in rows if r.get("judged")]
+    speed = machine_speed(pair.sim.get("calibration") or {}, pair.load)
     return {
         "kind": "compare",
         "simulation": pair.sim["run_id"],
@@ -361,8 +363,50 @@ def compare(pair: Pair) -> dict[str, Any]:
         "cells_judged": len(judged),
         "cells_within": sum(1 for r in judged if r["within_tolerance"]),
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
+        "cpu_per_request": speed,
         "rows": rows,
     }
+
+
+def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
+    """CPU per request offered, the load run's against its profile's calibration run's,
+    for the servers' event loops and the load generator: how much faster or slower the
+    machine ran its code. The profile carries the calibration run's figures, so a ratio
+    far from 1 is a change the model cannot know of."""
+    this_run = run_cpu_per_request(load)
+    out: dict[str, Any] = {"calibration_run": calibration.get("run_id")}
+    for part, now in this_run.items():
+        then = calibration.get(f"{part}_cpu_ms_per_request")
+        out[part] = {
+            "calibration_ms": then,
+            "this_run_ms": now,
+            "ratio": round(now / then, 3) if now and then else None,
+        }
+    return out
+
+
+SPEED_WORDS = {"servers": "the servers' event loops", "load_generator": "the load generator"}
+
+
+def speed_note(result: dict[str, Any]) -> str | None:
+    """A sentence on the machine's speed when this run's CPU per request differs from the
+    calibration run's by more than the tolerance, else None."""
+    speed = result.get("cpu_per_request") or {}
+    parts = [(part, speed[part]) for part in SPEED_WORDS if (speed.get(part) or {}).get("ratio")]
+    if not any(abs(v["ratio"] - 1) > TOLERANCE for _, v in parts):
+        return None
+    figures = "; ".join(
+        f"{SPEED_WORDS[part]} {v['this_run_ms']:.3f} ms against {v['calibration_ms']:.3f} "
+        f"(x{v['ratio']:.2f})"
+        for part, v in parts
+    )
+    return (
+        f"CPU per request in this run against calibration run {speed['calibration_run']}: "
+        f"{figures}. The machine ran its code at another speed than when the profile was "
+        "fitted, which the model cannot know: on this machine CPU per request falls as the "
+        "load rises (a busy process keeps its caches warm and serves several ready "
+        "requests per wake-up) and drifts between runs"
+    )
 
 
 SPLIT_WORDS = {
@@ -376,8 +420,12 @@ SPLIT_WORDS = {
 
 
 def explain(result: dict[str, Any]) -> list[str]:
-    """One sentence per judged cell that is off: by how much, and which step differs."""
+    """One sentence per judged cell that is off: by how much, and which step differs;
+    first, when any is off, the machine's speed against the calibration run's."""
     out = []
+    note = speed_note(result)
+    if note and not result.get("goal_met"):
+        out.append(note)
     for r in result["rows"]:
         if not r.get("judged") or r["within_tolerance"]:
             continue

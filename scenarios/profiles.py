@@ -71,6 +71,10 @@ class Calibration(_Frozen):
     servers_per_region: int = Field(default=1, ge=1)
     capacity_qps: float = Field(gt=0)
     capacity_source: str = Field(min_length=3)
+    # CPU per request offered in the run (its totals): what `make compare` holds a later
+    # run's against, since this machine's CPU per request moves with load and over time.
+    servers_cpu_ms_per_request: float | None = Field(default=None, gt=0)
+    load_generator_cpu_ms_per_request: float | None = Field(default=None, gt=0)
     cache_hit_rate: dict[str, dict[str, Figure]]
     step_share: dict[str, Figure] = Field(default_factory=dict)
 

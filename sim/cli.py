@@ -346,7 +346,17 @@ def _summary(
         "regions": list(ctx["world"].topology.regions),
         # A calibrated profile's load run: what `make compare` matches measurements to.
         "calibration": (
-            cal.model_dump(mode="json", include={"run_id", "regions", "qps", "only_operation"})
+            cal.model_dump(
+                mode="json",
+                include={
+                    "run_id",
+                    "regions",
+                    "qps",
+                    "only_operation",
+                    "servers_cpu_ms_per_request",
+                    "load_generator_cpu_ms_per_request",
+                },
+            )
             if (cal := ctx["world"].profile.calibration) is not None
             else None
         ),

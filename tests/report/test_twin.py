@@ -18,7 +18,7 @@ from report.__main__ import main as report_main
 from report.browser import rendered_dom
 from report.calibrate import fit
 from report.calibrate import main as calibrate
-from report.compare import ks_two_sample
+from report.compare import explain, ks_two_sample, machine_speed, speed_note
 from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
@@ -175,6 +175,27 @@ def test_compare_puts_the_runs_side_by_side(
     assert sum(split[p]["slowest_tenth"] for p in split if p != "n") > sum(
         split[p]["all"] for p in split if p != "n"
     )
+    # The machine's speed against the calibration run's: in sample, the same.
+    speed = result["cpu_per_request"]
+    assert speed["calibration_run"] == loop["load"].name
+    for part in ("servers", "load_generator"):
+        assert speed[part]["this_run_ms"] > 0 and speed[part]["ratio"] == 1.0
+    assert speed_note(result) is None
+
+
+def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]) -> None:
+    sim = json.loads((loop["sim"] / "summary.json").read_text())
+    load = json.loads((loop["load"] / "summary.json").read_text())
+    # The same run's summary with its servers' loop CPU halved: what a run on a faster
+    # machine (or a busier, warmer one) reports.
+    faster = {**load, "server_loop_cpu_s": load["server_loop_cpu_s"] / 2}
+    speed = machine_speed(sim["calibration"], faster)
+    assert speed["servers"]["ratio"] == pytest.approx(0.5, abs=0.002)
+    assert speed["load_generator"]["ratio"] == 1.0
+    result = {"goal_met": False, "rows": [], "cpu_per_request": speed}
+    first = explain(result)[0]
+    assert f"calibration run {loop['load'].name}" in first and "(x0.50)" in first
+    assert explain({**result, "cpu_per_request": machine_speed(sim["calibration"], load)}) == []
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(
