@@ -4,6 +4,8 @@ left them in doubt (a cancelled or timed-out statement)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -17,6 +19,16 @@ def db_url(stores: tuple[RedisServer, PostgresServer]) -> str:
     return stores[1].url
 
 
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Database]:
+    db = Database(url)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
 async def _backends(db: Database) -> int:
     """Connections the pool holds open: its idle ones (none is checked out here)."""
     assert db.pool is not None
@@ -25,9 +37,7 @@ async def _backends(db: Database) -> int:
 
 def test_connections_are_reused_and_survive_statement_errors(db_url: str) -> None:
     async def scenario() -> None:
-        db = Database(db_url)
-        await db.open()
-        try:
+        async with opened(db_url) as db:
             pids = {
                 await db.run(lambda c: c.fetchval("SELECT pg_backend_pid()")) for _ in range(20)
             }
@@ -36,17 +46,13 @@ def test_connections_are_reused_and_survive_statement_errors(db_url: str) -> Non
                 await db.run(lambda c: c.fetchval("SELECT 1 / 0"), transaction=False)
             # The server refused a statement; the session is sound and kept.
             assert await db.run(lambda c: c.fetchval("SELECT pg_backend_pid()")) in pids
-        finally:
-            await db.close()
 
     asyncio.run(scenario())
 
 
 def test_a_cancelled_statement_retires_its_connection(db_url: str) -> None:
     async def scenario() -> None:
-        db = Database(db_url)
-        await db.open()
-        try:
+        async with opened(db_url) as db:
             first = await db.run(lambda c: c.fetchval("SELECT pg_backend_pid()"))
             slow = asyncio.create_task(db.run(lambda c: c.execute("SELECT pg_sleep(5)")))
             await asyncio.sleep(0.3)
@@ -58,17 +64,13 @@ def test_a_cancelled_statement_retires_its_connection(db_url: str) -> None:
             again = await db.run(lambda c: c.fetchval("SELECT pg_backend_pid()"))
             assert again != first
             assert await _backends(db) == 1
-        finally:
-            await db.close()
 
     asyncio.run(scenario())
 
 
 def test_the_pool_is_bounded_and_queues_the_rest(db_url: str) -> None:
     async def scenario() -> None:
-        db = Database(db_url)
-        await db.open()
-        try:
+        async with opened(db_url) as db:
             pids = await asyncio.gather(
                 *(
                     db.run(lambda c: c.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.2)"))
@@ -78,8 +80,6 @@ def test_the_pool_is_bounded_and_queues_the_rest(db_url: str) -> None:
             assert len(pids) == 30
             assert len(set(pids)) == 20  # at most 20 at once; ten waited their turn
             assert await _backends(db) == 20
-        finally:
-            await db.close()
         with pytest.raises(Unavailable, match="closed"):
             await db.run(lambda c: c.fetchval("SELECT 1"))
 
