@@ -4,7 +4,10 @@ granian serves the app with one worker pinned to core 0; wrk runs pinned to core
 benchmark's own Redis and PostgreSQL share the machine. In one run it measures a baseline
 route that does one Redis GET, then session validation (cache hit), userinfo (cache hit)
 and token issue (authorization code grant: rate limit, GETDEL, two ES256 signatures, one
-database insert), and compares each with the baseline. For each route it also records
+database insert), and compares each with the baseline. The routes take turns (four
+turns of 2 s each by default), so that the machine's own drift during the run, which is
+large on a shared virtual machine, falls on every route alike rather than on whichever
+was measured last. For each route it also records
 the server's CPU per request and how busy each core was, so a reader can see that the
 server's core, not wrk's or the stores', set the rate. Ratios measured in one run are
 what to compare: absolute rates move with the machine.
@@ -100,11 +103,40 @@ def _wrk(
         return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
     assert rate is not None, out
+    count = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    assert count is not None, out
     return {
+        "requests": int(count.group(1)),
+        "seconds": float(count.group(2)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[count.group(3)],
         "requests_per_s": float(rate.group(1)),
         "non_2xx": int(bad.group(1)) if bad else 0,
         "p50_ms": ms(p50) or 0.0,
         "p99_ms": ms(p99) or 0.0,
+    }
+
+
+def _combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One route's turns as one result: rates and CPU over all of them, the median turn's
+    p50, the worst turn's p99."""
+    done = sum(t["requests"] for t in turns)
+    seconds = sum(t["seconds"] for t in turns)
+    cores = len(turns[0]["ticks"])
+    return {
+        "requests": done,
+        "requests_per_s": round(done / seconds, 1),
+        "turns_requests_per_s": [t["requests_per_s"] for t in turns],
+        "non_2xx": sum(t["non_2xx"] for t in turns),
+        "p50_ms": sorted(t["p50_ms"] for t in turns)[len(turns) // 2],
+        "p99_ms": max(t["p99_ms"] for t in turns),
+        "server_cpu_us_per_request": round(1e6 * sum(t["server_cpu_s"] for t in turns) / done, 1),
+        "stores_cpu_us_per_request": round(1e6 * sum(t["stores_cpu_s"] for t in turns) / done, 1),
+        "core_busy": [
+            round(
+                sum(t["ticks"][c][0] for t in turns) / max(1, sum(t["ticks"][c][1] for t in turns)),
+                3,
+            )
+            for c in range(cores)
+        ],
     }
 
 
@@ -126,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make bench-server")
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=4, help="turns each route takes (default 4)")
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     args = p.parse_args(argv)
     if (os.cpu_count() or 1) < 2:
@@ -151,16 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         "TOKEN_PER_CLIENT": "100000000",
     }
     server = serve_pinned("server.asgi:app", port, core=0, env=env)
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
         wait_http(base + "/healthz", 60, server, "granian serving the app")
         alice = sign_in(base, *DEMO_USER, scope="openid profile email")
         sid, access, sub = alice.sid, alice.access_token, alice.sub
         r = redis.Redis.from_url(redis_server.url)
         r.set("bench:key", "value")
+        # The routes take turns, `rounds` times, so that the machine's own drift over the
+        # run (it moves by a fifth within a minute here) falls on every route alike.
+        rounds = max(1, min(args.rounds, args.seconds))
+        turn_s = args.seconds // rounds
         # Single-use codes for the token runs, written the way /authorize writes them.
-        n_codes = 20_000 * args.seconds + 1000  # far more than one core can consume
-        codes = [secrets.token_urlsafe(24) for _ in range(n_codes)]
+        n_codes = 20_000 * turn_s + 1000  # per turn, far more than one core can consume
+        codes = [secrets.token_urlsafe(24) for _ in range(n_codes * rounds)]
         # The public client's default path: PKCE S256 and ES256 tokens (one verifier for
         # every code: each code is still used once).
         verifier = secrets.token_urlsafe(48)
@@ -181,38 +218,40 @@ def main(argv: list[str] | None = None) -> int:
         for code in codes:
             pipe.set(f"code:{{{code}}}", record, ex=3600)
         pipe.execute()
-        codes_file = work / "codes.txt"
-        codes_file.write_text("\n".join(codes) + "\n")
-        token_lua = work / "token.lua"
-        token_lua.write_text(
-            TOKEN_LUA % (codes_file, urllib.parse.quote(REDIRECT, safe=""), verifier)
-        )
+        token_scripts = []
+        for turn in range(rounds):
+            codes_file = work / f"codes-{turn}.txt"
+            codes_file.write_text("\n".join(codes[turn * n_codes : (turn + 1) * n_codes]) + "\n")
+            token_scripts.append(work / f"token-{turn}.lua")
+            token_scripts[-1].write_text(
+                TOKEN_LUA % (codes_file, urllib.parse.quote(REDIRECT, safe=""), verifier)
+            )
         runs = {
-            "baseline_redis_get": ("/bench/redis-get", {}, None),
-            "session_validation": ("/session", {"Cookie": f"sid={sid}"}, None),
-            "userinfo": ("/userinfo", {"Authorization": f"Bearer {access}"}, None),
-            "token_issue": ("/token", {}, token_lua),
+            "baseline_redis_get": ("/bench/redis-get", {}),
+            "session_validation": ("/session", {"Cookie": f"sid={sid}"}),
+            "userinfo": ("/userinfo", {"Authorization": f"Bearer {access}"}),
+            "token_issue": ("/token", {}),
         }
-        for name, (path, headers, script) in runs.items():
-            print(f"measuring {name} for {args.seconds} s ...", file=sys.stderr)
-            stores = [p.process.pid for p in (redis_server, pg) if p.process is not None]
-            server0, stores0, ticks0 = (
-                _cpu_seconds([server.pid]),
-                _cpu_seconds(stores),
-                _core_ticks(),
-            )
-            res = _wrk(base + path, args.seconds, args.connections, headers, script)
-            done = res["requests_per_s"] * args.seconds
-            server_cpu = _cpu_seconds([server.pid]) - server0
-            res["server_cpu_us_per_request"] = round(1e6 * server_cpu / done, 1)
-            res["stores_cpu_us_per_request"] = round(
-                1e6 * (_cpu_seconds(stores) - stores0) / done, 1
-            )
-            res["core_busy"] = [
-                round((b1 - b0) / max(1, t1 - t0), 3)
-                for (b0, t0), (b1, t1) in zip(ticks0, _core_ticks(), strict=True)
-            ]
-            results[name] = res
+        stores = [p.process.pid for p in (redis_server, pg) if p.process is not None]
+        turns: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+        for turn in range(rounds):
+            for name, (path, headers) in runs.items():
+                print(
+                    f"measuring {name} for {turn_s} s (turn {turn + 1} of {rounds}) ...",
+                    file=sys.stderr,
+                )
+                script = token_scripts[turn] if name == "token_issue" else None
+                server0, stores0 = _cpu_seconds([server.pid]), _cpu_seconds(stores)
+                ticks0 = _core_ticks()
+                res = _wrk(base + path, turn_s, args.connections, headers, script)
+                res["server_cpu_s"] = _cpu_seconds([server.pid]) - server0
+                res["stores_cpu_s"] = _cpu_seconds(stores) - stores0
+                res["ticks"] = [
+                    (b1 - b0, t1 - t0)
+                    for (b0, t0), (b1, t1) in zip(ticks0, _core_ticks(), strict=True)
+                ]
+                turns[name].append(res)
+        results = {name: _combine(done) for name, done in turns.items()}
     finally:
         server.terminate()
         server.wait(timeout=15)
@@ -224,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "kind": "bench-server",
         "server": "granian, 1 worker pinned to core 0",
-        "load": f"wrk -t1 -c{args.connections} -d{args.seconds}s pinned to core 1",
+        "load": (
+            f"wrk -t1 -c{args.connections} pinned to core 1, {args.seconds} s per route "
+            f"in {max(1, min(args.rounds, args.seconds))} turns, the routes taking turns"
+        ),
         "results": results,
         "ratios_to_baseline": ratios,
         "goals": GOALS,
