@@ -70,9 +70,15 @@ locust: $(STAMP) ## Locust's web UI on http://127.0.0.1:8089 against the stack (
 stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop
 
-calibrate: $(STAMP) ## traced light load on the stack, then fit scenarios/data/profiles/local.toml: [REGIONS=ap-ne,us-west] [QPS=100] [DURATION=60]
+BUSY ?= 1
+calibrate: $(STAMP) ## traced light load, fit scenarios/data/profiles/local.toml, then a traced run at 70 % for CPU by load: [REGIONS=] [QPS=100] [DURATION=60] [BUSY=0]
 	$(PY) -m loadgen --trace --qps $(or $(QPS),100) --duration $(or $(DURATION),60) --regions $(REGIONS)
 	$(PY) -m report.calibrate
+ifneq ($(BUSY),0)
+	busy=$$($(PY) -m report.calibrate --busy-qps) && \
+	$(PY) -m loadgen --trace --qps $$busy --duration $(or $(DURATION),60) --regions $(REGIONS) && \
+	$(PY) -m report.calibrate --speed-run $${AUTHSCALE_RESULTS:-results}/load/latest
+endif
 
 compare: $(STAMP) ## newest PROFILE=local simulation against the load run of the same load: [SIM_RUN=dir] [LOAD_RUN=dir]
 	$(PY) -m report.compare $(if $(SIM_RUN),--sim $(SIM_RUN)) $(if $(LOAD_RUN),--load $(LOAD_RUN))

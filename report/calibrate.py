@@ -59,6 +59,10 @@ class Fit:
         return _inline(self.table)
 
 
+# The busier calibration run's load, as a share of the capacity the light run measured.
+BUSY_SHARE = 0.7
+
+
 def fit(samples: np.ndarray, what: str) -> Fit:
     """The better of a lognormal and a shifted lognormal (maximum likelihood, scipy) by the
     Kolmogorov-Smirnov distance to the samples; when neither comes within GOOD_FIT (the
@@ -215,6 +219,47 @@ def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A run's CPU per request offered, as a `[[calibration.speed]]` point."""
+    cpu = run_cpu_per_request(summary)
+    if cpu["servers"] is None or cpu["load_generator"] is None:
+        raise CalibrationError(
+            f"run {summary.get('run_id')}: no event-loop or load-generator CPU in its summary"
+        )
+    return {
+        "run_id": summary["run_id"],
+        "qps": float(config["qps"]),
+        "servers_cpu_ms_per_request": cpu["servers"],
+        "load_generator_cpu_ms_per_request": cpu["load_generator"],
+    }
+
+
+def busier_run(run: Path, fitted: dict[str, Any]) -> dict[str, Any]:
+    """The speed point of `run`, a traced run of the same stack and mix as the fitted one
+    at another load, or a clear error."""
+    summary_path = run / "summary.json"
+    if not summary_path.is_file():
+        raise CalibrationError(f"{run} is not a load run (no summary.json)")
+    summary = json.loads(summary_path.read_text())
+    config = json.loads((run / "load-config.json").read_text())
+    why = None
+    if summary.get("kind") not in ("load", None) or summary.get("status") != "ok":
+        why = "it is not a finished load run"
+    elif not summary.get("traced"):
+        why = "it was not traced (TRACE=1): the servers' CPU differs without step timing"
+    elif summary.get("scenario"):
+        why = f"it ran the failure drill {summary['scenario']}"
+    elif sorted(config["regions"]) != sorted(fitted["regions"]):
+        why = f"its regions {config['regions']} are not the fitted run's {fitted['regions']}"
+    elif config.get("only_operation") != fitted.get("only_operation"):
+        why = "its mix is not the fitted run's"
+    elif float(config["qps"]) == float(fitted["qps"]):
+        why = f"it ran the fitted run's own load ({fitted['qps']} QPS)"
+    if why:
+        raise CalibrationError(f"{run} cannot add a speed point: {why}")
+    return speed_point(summary, config)
+
+
 def outside_cpu_ms(summary: dict[str, Any], trace: dict[str, Any]) -> float:
     """Event-loop CPU per request spent before the middleware starts timing and after the
     response starts (HTTP parsing and writing): the servers' loop CPU over the run, per
@@ -303,9 +348,13 @@ def _shares(world: Any, trace: dict[str, Any]) -> dict[str, list[int]]:
     return out
 
 
-def calibrate(run: Path, out: Path) -> dict[str, Any]:
-    """Fit the profile from `run` and write it to `out`; returns what it found."""
+def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Fit the profile from `run` and write it to `out`, with the CPU per request of `run`
+    and of each busier run in `speed_runs`; returns what it found."""
     summary, config, trace = load_run(run)
+    speed = [speed_point(summary, config)]
+    speed += [busier_run(other, config) for other in speed_runs]
+    speed.sort(key=lambda p: p["qps"])
     world = load_world("seed")
     run_id = summary["run_id"]
     where = f"run {run_id}"
@@ -427,7 +476,7 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
     )
     text = _render(
         run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
-        client, hit_rates, shares, world,
+        client, hit_rates, shares, world, speed,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".toml.tmp")
@@ -446,6 +495,7 @@ def calibrate(run: Path, out: Path) -> dict[str, Any]:
         "stand_ins": stand_ins,
         "fits": {k: (c.table, w.table) for k, (c, w) in fits.items()},
         "worst_ks": max((f.ks, k) for k, pair in fits.items() for f in pair),
+        "speed": speed,
     }
 
 
@@ -463,6 +513,7 @@ def _render(
     hit_rates: dict[str, dict[str, list[int]]],
     shares: dict[str, list[int]],
     world: Any,
+    speed: list[dict[str, Any]],
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -485,14 +536,13 @@ def _render(
         f"requests = {summary['latency'] and sum(r['n'] for r in summary['latency'])}",
         "servers_per_region = 1",
         f"capacity_qps = {round(capacity, 1)!r}",
-        *(
-            f"{name}_cpu_ms_per_request = {value!r}"
-            for name, value in run_cpu_per_request(summary).items()
-            if value is not None
-        ),
         f"capacity_source = {json.dumps(capacity_source)}",
         "",
     ]
+    for point in speed:
+        lines.append("[[calibration.speed]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in point.items()]
+        lines.append("")
     for locality in LOCALITIES:
         lines.append(f"[calibration.cache_hit_rate.{locality}]")
         for cache, figure in world.workload.cache_hit_rate[locality].items():
@@ -533,11 +583,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", default="", help="a traced load run folder (default: the newest)")
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     p.add_argument("--out", default=str(DATA_DIR / "profiles" / "local.toml"))
+    p.add_argument(
+        "--speed-run",
+        action="append",
+        default=[],
+        help="a traced run at another load, for CPU per request by load (default --run: "
+        "the profile's own fitted run)",
+    )
+    p.add_argument(
+        "--busy-qps",
+        action="store_true",
+        help="print 70 %% of the profile's capacity (the load of the busier run) and stop",
+    )
     args = p.parse_args(argv)
-    run = Path(args.run) if args.run else Path(args.results_dir) / "load" / "latest"
+    out = Path(args.out)
     try:
-        found = calibrate(run.resolve(), Path(args.out))
-        load_model(Profile, Path(args.out))  # what was written loads
+        if args.busy_qps:
+            cal = load_model(Profile, out).calibration
+            if cal is None:
+                raise CalibrationError(f"{out} is not a calibrated profile: make calibrate")
+            print(max(1, round(BUSY_SHARE * cal.capacity_qps)))
+            return 0
+        if args.run:
+            run = Path(args.run)
+        elif args.speed_run:  # refit the profile's own run, now with the busier ones
+            if not out.is_file():
+                raise CalibrationError(f"{out} does not exist yet: calibrate a light run first")
+            cal = load_model(Profile, out).calibration
+            if cal is None:
+                raise CalibrationError(f"{out} is not a calibrated profile: make calibrate")
+            run = Path(args.results_dir) / "load" / cal.run_id
+        else:
+            run = Path(args.results_dir) / "load" / "latest"
+        speed_runs = tuple(Path(r).resolve() for r in args.speed_run)
+        found = calibrate(run.resolve(), out, speed_runs)
+        load_model(Profile, out)  # what was written loads
     except (CalibrationError, ScenarioError, OSError, KeyError, ValueError) as exc:
         print(f"authscale calibrate: error: {exc}", file=sys.stderr)
         return 2
@@ -558,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for label in found["stand_ins"]:
         print(f"  {label}: never ran; its component's pooled figures stand in")
+    for point in found["speed"]:
+        print(
+            f"  CPU per request at {point['qps']:g} QPS (run {point['run_id']}): "
+            f"{point['servers_cpu_ms_per_request']:.3f} ms in the servers' loops, "
+            f"{point['load_generator_cpu_ms_per_request']:.3f} ms in the load generator"
+        )
     print(f"  wrote {args.out}; next: make simulate PROFILE=local && make report")
     return 0
 

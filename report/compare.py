@@ -369,18 +369,36 @@ def compare(pair: Pair) -> dict[str, Any]:
 
 
 def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
-    """CPU per request offered, the load run's against its profile's calibration run's,
-    for the servers' event loops and the load generator: how much faster or slower the
-    machine ran its code. The profile carries the calibration run's figures, so a ratio
-    far from 1 is a change the model cannot know of."""
+    """CPU per request offered, the load run's against what the profile expects at its
+    load (the calibration's speed points, linear in QPS between them), for the servers'
+    event loops and the load generator: how much faster or slower the machine ran its code
+    than the model assumed. A ratio far from 1 is a change the model cannot know of."""
     this_run = run_cpu_per_request(load)
-    out: dict[str, Any] = {"calibration_run": calibration.get("run_id")}
+    points = sorted(calibration.get("speed") or [], key=lambda p: p["qps"])
+    out: dict[str, Any] = {
+        "calibration_run": calibration.get("run_id"),
+        "speed_points_qps": [p["qps"] for p in points],
+    }
+    qps = float(load.get("target_qps") or 0.0)
     for part, now in this_run.items():
-        then = calibration.get(f"{part}_cpu_ms_per_request")
+        expected = (
+            round(
+                float(
+                    np.interp(
+                        qps,
+                        [p["qps"] for p in points],
+                        [p[f"{part}_cpu_ms_per_request"] for p in points],
+                    )
+                ),
+                4,
+            )
+            if points
+            else None
+        )
         out[part] = {
-            "calibration_ms": then,
+            "expected_ms": expected,
             "this_run_ms": now,
-            "ratio": round(now / then, 3) if now and then else None,
+            "ratio": round(now / expected, 3) if now and expected else None,
         }
     return out
 
@@ -396,16 +414,18 @@ def speed_note(result: dict[str, Any]) -> str | None:
     if not any(abs(v["ratio"] - 1) > TOLERANCE for _, v in parts):
         return None
     figures = "; ".join(
-        f"{SPEED_WORDS[part]} {v['this_run_ms']:.3f} ms against {v['calibration_ms']:.3f} "
+        f"{SPEED_WORDS[part]} {v['this_run_ms']:.3f} ms against {v['expected_ms']:.3f} "
         f"(x{v['ratio']:.2f})"
         for part, v in parts
     )
+    at = " and ".join(f"{q:g}" for q in speed["speed_points_qps"])
     return (
-        f"CPU per request in this run against calibration run {speed['calibration_run']}: "
-        f"{figures}. The machine ran its code at another speed than when the profile was "
-        "fitted, which the model cannot know: on this machine CPU per request falls as the "
-        "load rises (a busy process keeps its caches warm and serves several ready "
-        "requests per wake-up) and drifts between runs"
+        f"CPU per request in this run against what calibration run "
+        f"{speed['calibration_run']} led the model to expect at this load (measured at {at} "
+        f"QPS): {figures}. The machine ran its code at another speed than the model "
+        "assumed, which it cannot know: on this machine CPU per request falls as the load "
+        "rises (a busy process keeps its caches warm and serves several ready requests per "
+        "wake-up) and drifts between runs"
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scenarios.distributions import Dist, Figure
@@ -59,8 +60,24 @@ class LoadClient(_Frozen):
     after: Dist
 
 
+class SpeedPoint(_Frozen):
+    """CPU per request offered in one traced load run of the calibration (its totals: the
+    servers' event loops from /metrics, the load generator's process)."""
+
+    run_id: str = Field(min_length=1)
+    qps: float = Field(gt=0)
+    servers_cpu_ms_per_request: float = Field(gt=0)
+    load_generator_cpu_ms_per_request: float = Field(gt=0)
+
+
 class Calibration(_Frozen):
-    """The load run an `emulated` profile was fitted from, and what that run offered."""
+    """The load run an `emulated` profile was fitted from, and what that run offered.
+
+    `speed` holds the CPU per request of the fitted run and of any busier run measured
+    with it: on this kind of machine a request's CPU falls as the load rises (a busy
+    process keeps its caches warm and serves several ready requests per wake-up), so the
+    model scales the fitted CPU times to the load it simulates (`cpu_scale`).
+    """
 
     run_id: str = Field(min_length=1)
     regions: tuple[str, ...] = Field(min_length=1)
@@ -71,12 +88,49 @@ class Calibration(_Frozen):
     servers_per_region: int = Field(default=1, ge=1)
     capacity_qps: float = Field(gt=0)
     capacity_source: str = Field(min_length=3)
-    # CPU per request offered in the run (its totals): what `make compare` holds a later
-    # run's against, since this machine's CPU per request moves with load and over time.
-    servers_cpu_ms_per_request: float | None = Field(default=None, gt=0)
-    load_generator_cpu_ms_per_request: float | None = Field(default=None, gt=0)
+    speed: tuple[SpeedPoint, ...] = ()
     cache_hit_rate: dict[str, dict[str, Figure]]
     step_share: dict[str, Figure] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _speed_points(self) -> Calibration:
+        if self.speed:
+            qps = [p.qps for p in self.speed]
+            if qps != sorted(set(qps)):
+                raise ValueError("calibration.speed: points must have distinct, rising qps")
+            if not any(p.run_id == self.run_id for p in self.speed):
+                raise ValueError(
+                    f"calibration.speed: no point for the fitted run {self.run_id}; calibrate again"
+                )
+        return self
+
+    def expected_cpu_ms(self, qps: float) -> dict[str, float] | None:
+        """CPU per request expected at `qps`: linear in QPS between the speed points,
+        held at the nearest point beyond them. None without points."""
+        if not self.speed:
+            return None
+        at = [p.qps for p in self.speed]
+        return {
+            "servers": float(
+                np.interp(qps, at, [p.servers_cpu_ms_per_request for p in self.speed])
+            ),
+            "load_generator": float(
+                np.interp(qps, at, [p.load_generator_cpu_ms_per_request for p in self.speed])
+            ),
+        }
+
+    def cpu_scale(self, qps: float) -> dict[str, float]:
+        """How much the fitted run's CPU times are scaled to model `qps`: the expected CPU
+        per request there over the fitted run's, for the servers and the load generator
+        (1 and 1 without speed points, or with only the fitted run's)."""
+        expected = self.expected_cpu_ms(qps)
+        base = next((p for p in self.speed if p.run_id == self.run_id), None)
+        if expected is None or base is None:
+            return {"servers": 1.0, "load_generator": 1.0}
+        return {
+            "servers": expected["servers"] / base.servers_cpu_ms_per_request,
+            "load_generator": expected["load_generator"] / base.load_generator_cpu_ms_per_request,
+        }
 
 
 class Profile(_Frozen):

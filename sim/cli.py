@@ -346,21 +346,35 @@ def _summary(
         "regions": list(ctx["world"].topology.regions),
         # A calibrated profile's load run: what `make compare` matches measurements to.
         "calibration": (
-            cal.model_dump(
-                mode="json",
-                include={
-                    "run_id",
-                    "regions",
-                    "qps",
-                    "only_operation",
-                    "servers_cpu_ms_per_request",
-                    "load_generator_cpu_ms_per_request",
-                },
-            )
+            {
+                **cal.model_dump(
+                    mode="json",
+                    include={"run_id", "regions", "qps", "only_operation", "speed"},
+                ),
+                # What the model did to the fitted run's CPU times at this load.
+                "cpu_scale": cal.cpu_scale(ctx["qps"]),
+            }
             if (cal := ctx["world"].profile.calibration) is not None
             else None
         ),
     }
+
+
+def _scale_line(cal: dict[str, Any]) -> str:
+    """What the model did to the fitted run's CPU times at this load, in words."""
+    points = cal.get("speed") or []
+    scale = cal["cpu_scale"]
+    if len(points) < 2:
+        return (
+            "CPU times as fitted: the calibration measured one load only, so the model cannot "
+            "follow how CPU per request changes with load (make calibrate measures two).\n"
+        )
+    at = " and ".join(f"{p['qps']:g}" for p in points)
+    return (
+        f"CPU times scaled x{scale['servers']:.2f} (servers) and "
+        f"x{scale['load_generator']:.2f} (load generator) for this load, from CPU per "
+        f"request measured at {at} QPS.\n"
+    )
 
 
 def distributions(results: dict[str, Any], world: Any) -> dict[str, Any]:
@@ -417,7 +431,8 @@ def _print_report(
             f"\nThis models the local stack of load run {cal['run_id']}; the seed's ranges "
             "describe the global deployment, so the seed column does not apply here.\n"
             f"Event loops busy (client: the load generator's thread): {loops}.\n"
-            "Next: make compare (against a load run of "
+            + _scale_line(cal)
+            + "Next: make compare (against a load run of "
             f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"
         )
         notes = []

@@ -229,18 +229,23 @@ class SystemModel:
         self.edge = {a: stream_of(dist, rng) for a, dist in self.world.profile.edge.items()}
         prof = self.world.profile
         self.app: dict[str, FcfsStation] = {}
+        self.cpu_scale = {"servers": 1.0, "load_generator": 1.0}
         if prof.emulated:
             # The local stack: one server process per region, whose event loop runs one
             # ready callback at a time in the order they became ready (FCFS).
             assert prof.calibration is not None
             servers = prof.calibration.servers_per_region
             self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
+            # CPU per request falls with load on the machine measured: the fitted run's CPU
+            # times, scaled to this load between the calibration's speed points.
+            self.cpu_scale = scale = prof.calibration.cpu_scale(self.config.qps)
+            srv = scale["servers"]
             self.measured = {
-                label: (stream_of(c.cpu, rng), stream_of(c.wait, rng))
+                label: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
                 for label, c in prof.steps.items()
             }
             self.untraced = {
-                op: (stream_of(c.cpu, rng), stream_of(c.wait, rng))
+                op: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
                 for op, c in prof.untraced.items()
             }
             if prof.client is not None:
@@ -248,7 +253,8 @@ class SystemModel:
                 client = prof.client
                 self.client_loop = TurnStation("client/loop")
                 self.client_cpu = tuple(
-                    stream_of(d, rng) for d in (client.send, client.receive, client.after)
+                    stream_of(d, rng, scale["load_generator"])
+                    for d in (client.send, client.receive, client.after)
                 )
 
     def stations(self) -> list[FcfsStation]:
@@ -426,7 +432,8 @@ class SystemModel:
             for region, station in self.app.items():
                 qps = cfg.qps * world.workload.region_share[region] * share
                 if qps > 0:
-                    self.env.process(self._background(station, qps, stream_of(dist, self.rng)))
+                    cpu = stream_of(dist, self.rng, self.cpu_scale["servers"])
+                    self.env.process(self._background(station, qps, cpu))
 
     # -- running ---------------------------------------------------------------------
     def _type_sampler(self) -> Callable[[int], np.ndarray]:

@@ -33,24 +33,28 @@ def constant_value(stream: Stream) -> float | None:
     return None
 
 
-def stream_of(dist: AnyDist, rng: np.random.Generator) -> Stream:
-    """A stream of samples of `dist`."""
+def stream_of(dist: AnyDist, rng: np.random.Generator, scale: float = 1.0) -> Stream:
+    """A stream of samples of `dist`, each multiplied by `scale`."""
     if isinstance(dist, Constant):
-        return itertools.repeat(dist.value_ms).__next__
+        return itertools.repeat(dist.value_ms * scale).__next__
+    draw: Callable[[int], np.ndarray]
     if isinstance(dist, Uniform):
         lo, hi = dist.low_ms, dist.high_ms
-        return _blocks(lambda n: rng.uniform(lo, hi, n)).__next__
-    if isinstance(dist, Exponential):
+        draw = lambda n: rng.uniform(lo, hi, n)  # noqa: E731
+    elif isinstance(dist, Exponential):
         mean = dist.mean_ms
-        return _blocks(lambda n: rng.exponential(mean, n)).__next__
-    if isinstance(dist, Empirical):
+        draw = lambda n: rng.exponential(mean, n)  # noqa: E731
+    elif isinstance(dist, Empirical):
         q = np.array(dist.quantiles_ms)
         p = np.linspace(0.0, 1.0, len(q))
-        return _blocks(lambda n: np.interp(rng.random(n), p, q)).__next__
-    mu, sigma, shift = float(np.log(dist.median_ms)), dist.sigma, dist.shift_ms
-    if shift:
-        return _blocks(lambda n: shift + rng.lognormal(mu, sigma, n)).__next__
-    return _blocks(lambda n: rng.lognormal(mu, sigma, n)).__next__
+        draw = lambda n: np.interp(rng.random(n), p, q)  # noqa: E731
+    else:
+        mu, sigma, shift = float(np.log(dist.median_ms)), dist.sigma, dist.shift_ms
+        draw = lambda n: shift + rng.lognormal(mu, sigma, n)  # noqa: E731
+    if scale != 1.0:
+        unscaled = draw
+        draw = lambda n: scale * unscaled(n)  # noqa: E731
+    return _blocks(draw).__next__
 
 
 def uniform01(rng: np.random.Generator) -> Stream:

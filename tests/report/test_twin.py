@@ -16,7 +16,7 @@ import pytest
 from loadgen.cli import main as loadtest
 from report.__main__ import main as report_main
 from report.browser import rendered_dom
-from report.calibrate import fit
+from report.calibrate import CalibrationError, busier_run, fit, run_cpu_per_request
 from report.calibrate import main as calibrate
 from report.compare import explain, ks_two_sample, machine_speed, speed_note
 from report.compare import main as compare
@@ -41,9 +41,26 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     load = (root / "load" / "latest").resolve()
     profile = root / "profiles" / "local.toml"
     assert calibrate(["--run", str(load), "--out", str(profile)]) == 0
+    # The busier run of make calibrate, kept in a folder of its own so the light run stays
+    # the newest one here; the profile's run is fitted again, now with both speed points.
+    mp.setenv("AUTHSCALE_RUN_DIR", str(root / "run"))
+    try:
+        busy_flags = ["--qps", "150", "--duration", "6", "--regions", "ap-ne,us-west", "--trace"]
+        assert loadtest([*busy_flags, "--identities", "4", "--results-dir", str(root / "b")]) == 0
+    finally:
+        mp.undo()
+    busy = (root / "b" / "load" / "latest").resolve()
+    refit = ["--out", str(profile), "--speed-run", str(busy), "--results-dir", str(root)]
+    assert calibrate(refit) == 0
     sim_flags = ["--profile", str(profile), "--duration", "30", *SIM, "--results-dir", str(root)]
     assert simulate(sim_flags) == 0
-    return {"root": root, "load": load, "profile": profile, "sim": (root / "sim" / "latest")}
+    return {
+        "root": root,
+        "load": load,
+        "busy": busy,
+        "profile": profile,
+        "sim": (root / "sim" / "latest"),
+    }
 
 
 def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) -> None:
@@ -93,6 +110,43 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
             assert min(around) >= 0
             assert late + sum(around) + app_ms <= latency + 0.1
     assert split >= 0.9 * len(trace["requests"])
+
+
+def test_calibration_measures_cpu_per_request_at_two_loads(
+    loop: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cal = load_world(str(loop["profile"])).profile.calibration
+    assert cal is not None and cal.run_id == loop["load"].name
+    light, busy = cal.speed
+    assert (light.run_id, light.qps) == (loop["load"].name, 60.0)
+    assert (busy.run_id, busy.qps) == (loop["busy"].name, 150.0)
+    for point, run in ((light, loop["load"]), (busy, loop["busy"])):
+        measured = run_cpu_per_request(json.loads((run / "summary.json").read_text()))
+        assert point.servers_cpu_ms_per_request == measured["servers"]
+        assert point.load_generator_cpu_ms_per_request == measured["load_generator"]
+    # The fitted run's CPU times stand at its own load; elsewhere they follow the points,
+    # linearly in QPS between them and held beyond them.
+    ratio = busy.servers_cpu_ms_per_request / light.servers_cpu_ms_per_request
+    assert cal.cpu_scale(60)["servers"] == 1.0
+    assert cal.cpu_scale(150)["servers"] == pytest.approx(ratio)
+    assert cal.cpu_scale(105)["servers"] == pytest.approx((1 + ratio) / 2)
+    assert cal.cpu_scale(5000) == cal.cpu_scale(150) and cal.cpu_scale(1) == cal.cpu_scale(60)
+    # The simulator applies it: a busier simulation scales the CPU times and says so.
+    root = loop["root"] / "busy-sim"
+    flags = ["--profile", str(loop["profile"]), "--qps", "150", "--duration", "10", *SIM]
+    assert simulate([*flags, "--results-dir", str(root)]) == 0
+    summary = json.loads((root / "sim" / "latest" / "summary.json").read_text())
+    assert summary["calibration"]["cpu_scale"]["servers"] == pytest.approx(ratio)
+    assert summary["calibration"]["speed"][1]["run_id"] == loop["busy"].name
+    # A busier run must be of the same stack and mix, at another load.
+    fitted = json.loads((loop["load"] / "load-config.json").read_text())
+    with pytest.raises(CalibrationError, match="regions"):
+        busier_run(loop["busy"], {**fitted, "regions": ["eu-west"]})
+    with pytest.raises(CalibrationError, match="fitted run's own load"):
+        busier_run(loop["load"], fitted)
+    capsys.readouterr()
+    assert calibrate(["--out", str(loop["profile"]), "--busy-qps"]) == 0
+    assert int(capsys.readouterr().out) == round(0.7 * cal.capacity_qps)
 
 
 def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from scenarios import ScenarioError, load_seed_targets, load_world
 from scenarios.loader import available_profiles
+from scenarios.profiles import Calibration
 from scenarios.workload import OPERATIONS
 
 
@@ -204,3 +206,44 @@ def test_missing_file(data_copy: Path) -> None:
     (data_copy / "workload.toml").unlink()
     with pytest.raises(ScenarioError, match=r"workload\.toml: file not found"):
         load_world("seed", data_dir=data_copy)
+
+
+def _calibration(**changes: Any) -> dict[str, Any]:
+    point = {"servers_cpu_ms_per_request": 0.9, "load_generator_cpu_ms_per_request": 0.6}
+    return {
+        "run_id": "light",
+        "regions": ["ap-ne"],
+        "qps": 100.0,
+        "duration_s": 60.0,
+        "requests": 6000,
+        "capacity_qps": 1000.0,
+        "capacity_source": "a test",
+        "cache_hit_rate": {},
+        "speed": [
+            {"run_id": "light", "qps": 100.0, **point},
+            {
+                "run_id": "busy",
+                "qps": 700.0,
+                "servers_cpu_ms_per_request": 0.45,
+                "load_generator_cpu_ms_per_request": 0.3,
+            },
+        ],
+        **changes,
+    }
+
+
+def test_calibration_speed_points_scale_cpu_by_load() -> None:
+    cal = Calibration.model_validate(_calibration())
+    assert cal.cpu_scale(100) == {"servers": 1.0, "load_generator": 1.0}
+    assert cal.cpu_scale(700) == {"servers": 0.5, "load_generator": 0.5}
+    assert cal.cpu_scale(400)["servers"] == pytest.approx(0.75)
+    assert cal.cpu_scale(50_000) == cal.cpu_scale(700)  # held beyond the last point
+    # Without points the fitted CPU times stand as they are.
+    assert Calibration.model_validate(_calibration(speed=[])).cpu_scale(700)["servers"] == 1.0
+
+
+def test_calibration_speed_points_are_checked() -> None:
+    with pytest.raises(ValidationError, match="distinct, rising qps"):
+        Calibration.model_validate(_calibration(speed=_calibration()["speed"][::-1]))
+    with pytest.raises(ValidationError, match="no point for the fitted run"):
+        Calibration.model_validate(_calibration(run_id="another"))

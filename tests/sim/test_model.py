@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from scenarios import World
+from scenarios.distributions import Constant, Empirical, Lognormal
 from sim.errors import SimulationError
 from sim.model import RunConfig, SystemModel, max_reduction
+from sim.sampling import stream_of
 from tests.conftest import constant_world
 
 
@@ -165,3 +167,18 @@ def test_cross_region_homes_follow_the_workload_table(seed_world: World) -> None
     i = model.cells.index(("token_issue", "cross_region", "us-west"))
     routes = {label.split("|")[1] for (c, label) in model.step_ms if c == i and "crdb" in label}
     assert routes == {"us-west→us-east", "us-west→eu-west", "us-west→ap-ne"}
+
+
+def test_scaled_streams_are_the_same_draws_scaled() -> None:
+    """CPU times scaled to a load (calibration speed points) are the fitted draws times the
+    factor, in the same order, so a scaled run differs only by the scale."""
+    for dist in (
+        Lognormal(dist="lognormal", median_ms=0.2, sigma=0.5, source="a test"),
+        Lognormal(dist="lognormal", median_ms=0.2, sigma=0.5, shift_ms=0.05, source="a test"),
+        Empirical(dist="empirical", quantiles_ms=(0.1, 0.2, 0.4, 1.0), source="a test"),
+        Constant(dist="constant", value_ms=0.3, source="a test"),
+    ):
+        plain = stream_of(dist, np.random.default_rng(3))
+        scaled = stream_of(dist, np.random.default_rng(3), 0.5)
+        for _ in range(100):
+            assert scaled() == pytest.approx(0.5 * plain())
