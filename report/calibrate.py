@@ -22,6 +22,7 @@ import os
 import sys
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,17 @@ def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:
+    """The machine's CPU per request offered (/proc/stat, every process on it) beyond what
+    it was busy with before the load started; None where the run did not record it."""
+    offered = sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+    if not (summary.get("machine_busy_s") and summary.get("machine_window_s") and offered):
+        return None
+    idle = summary.get("machine_idle_busy_cores") or 0.0
+    load_busy = summary["machine_busy_s"] - idle * summary["machine_window_s"]
+    return round(1000.0 * max(load_busy, 0.0) / offered, 4) or None
+
+
 def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """A run's CPU per request offered, as a `[[calibration.speed]]` point."""
     cpu = run_cpu_per_request(summary)
@@ -226,12 +238,26 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
         raise CalibrationError(
             f"run {summary.get('run_id')}: no event-loop or load-generator CPU in its summary"
         )
-    return {
+    point = {
         "run_id": summary["run_id"],
         "qps": float(config["qps"]),
         "servers_cpu_ms_per_request": cpu["servers"],
         "load_generator_cpu_ms_per_request": cpu["load_generator"],
     }
+    machine = machine_cpu_per_request(summary)
+    if machine is not None:
+        point["machine_cpu_ms_per_request"] = machine
+    return point
+
+
+def carried_qps(limit_ms_per_s: float, cost_ms: Callable[[np.ndarray], np.ndarray]) -> float:
+    """The highest QPS at which `cost_ms(qps)` per request stays within `limit_ms_per_s`:
+    the point of a fine grid before the demand first exceeds it (CPU per request falls with
+    load here, so the demand is not a straight line)."""
+    grid = np.linspace(1.0, 100_000.0, 100_000)
+    demand = grid * cost_ms(grid)
+    over = np.nonzero(demand > limit_ms_per_s)[0]
+    return float(grid[over[0] - 1]) if over.size and over[0] > 0 else float(grid[-1])
 
 
 def busier_run(run: Path, fitted: dict[str, Any]) -> dict[str, Any]:
@@ -437,7 +463,6 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     # The servers' capacity: one event loop per region, busy for the CPU the loops spent
     # in the run (their own clock, HTTP parsing and preparations included) per request
     # offered; the regions share the load by their traffic shares, evenly enough here.
-    offered = sum(r["n"] + r["errors"] for r in summary["latency"])
     run_cpu = run_cpu_per_request(summary)
     if run_cpu["servers"] is None:
         raise CalibrationError(
@@ -450,18 +475,51 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     # worker threads, Redis, PostgreSQL, the load generator itself); what it was busy with
     # before the load started is not the load's and leaves fewer cores for it.
     capacity, binding = loop_capacity, "the servers' event loops"
-    machine_ms = None
     idle = summary.get("machine_idle_busy_cores") or 0.0
-    if summary.get("machine_busy_s") and summary.get("machine_window_s"):
-        load_busy = summary["machine_busy_s"] - idle * summary["machine_window_s"]
-        machine_ms = 1000.0 * max(load_busy, 0.0) / offered
-        cores = (summary.get("machine_cores") or 1) - idle
-        if machine_ms > 0 and cores * 1000.0 / machine_ms < capacity:
-            capacity, binding = cores * 1000.0 / machine_ms, "the machine's cores"
+    machine_ms = machine_cpu_per_request(summary)
+    cores = (summary.get("machine_cores") or 1) - idle
+    if machine_ms and cores * 1000.0 / machine_ms < capacity:
+        capacity, binding = cores * 1000.0 / machine_ms, "the machine's cores"
     client_ms = sum(f.mean_ms for f in client.values())
     client_capacity = 1000.0 / client_ms
     if client_capacity < capacity:
         capacity, binding = client_capacity, "the load generator's thread"
+    by_load = ""
+    if len(speed) > 1:
+        # With a busier run, each part's CPU per request follows the load (linear in QPS
+        # between the runs, held beyond them), and so does what each part can carry.
+        at = [p["qps"] for p in speed]
+
+        fitted = next(p for p in speed if p["run_id"] == run_id)
+
+        def follows(key: str, base: float) -> Callable[[np.ndarray], np.ndarray]:
+            values = [p[key] / fitted[key] * base for p in speed]
+            return lambda q: np.interp(q, at, values)
+
+        limits = {
+            "the servers' event loops": (
+                len(regions) * 1000.0,
+                follows("servers_cpu_ms_per_request", cpu_per_request),
+            ),
+            "the load generator's thread": (
+                1000.0,
+                follows("load_generator_cpu_ms_per_request", client_ms),
+            ),
+        }
+        if machine_ms and all("machine_cpu_ms_per_request" in p for p in speed):
+            limits["the machine's cores"] = (
+                cores * 1000.0,
+                follows("machine_cpu_ms_per_request", machine_ms),
+            )
+        carried = {name: carried_qps(*limit) for name, limit in limits.items()}
+        binding = min(carried, key=lambda name: carried[name])
+        capacity = carried[binding]
+        by_load = (
+            "; with CPU per request following the load (runs at "
+            + " and ".join(f"{q:g}" for q in at)
+            + " QPS, linear between, held beyond) they carry "
+            + ", ".join(f"{name} {q:,.0f} QPS" for name, q in carried.items())
+        )
     capacity_source = (
         f"run {run_id}: the event loops spent {cpu_per_request:.3f} ms of CPU per request "
         f"(/metrics), {loop_capacity:.0f} QPS for one loop per region"
@@ -472,6 +530,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
             else ""
         )
         + f"; the load generator {client_ms:.3f} ms per request on its one thread"
+        + by_load
         + f"; {binding} bind first"
     )
     text = _render(

@@ -68,6 +68,8 @@ class SpeedPoint(_Frozen):
     qps: float = Field(gt=0)
     servers_cpu_ms_per_request: float = Field(gt=0)
     load_generator_cpu_ms_per_request: float = Field(gt=0)
+    # Every process on the machine (/proc/stat) beyond its idle stack's.
+    machine_cpu_ms_per_request: float | None = Field(default=None, gt=0)
 
 
 class Calibration(_Frozen):

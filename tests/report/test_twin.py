@@ -16,7 +16,13 @@ import pytest
 from loadgen.cli import main as loadtest
 from report.__main__ import main as report_main
 from report.browser import rendered_dom
-from report.calibrate import CalibrationError, busier_run, fit, run_cpu_per_request
+from report.calibrate import (
+    CalibrationError,
+    busier_run,
+    carried_qps,
+    fit,
+    run_cpu_per_request,
+)
 from report.calibrate import main as calibrate
 from report.compare import explain, ks_two_sample, machine_speed, speed_note
 from report.compare import main as compare
@@ -147,6 +153,18 @@ def test_calibration_measures_cpu_per_request_at_two_loads(
     capsys.readouterr()
     assert calibrate(["--out", str(loop["profile"]), "--busy-qps"]) == 0
     assert int(capsys.readouterr().out) == round(0.7 * cal.capacity_qps)
+    # The capacity follows the load too: each point has the machine's CPU per request,
+    # and the capacity is what every part carries with its CPU at that load.
+    assert light.machine_cpu_ms_per_request and busy.machine_cpu_ms_per_request
+    assert "following the load (runs at 60 and 150 QPS" in cal.capacity_source
+
+
+def test_capacity_follows_cpu_per_request_by_load() -> None:
+    # 2 ms a request at any load: 2,000 ms of CPU a second carries 1,000 QPS.
+    assert carried_qps(2000.0, lambda q: np.full_like(q, 2.0)) == pytest.approx(1000, abs=1)
+    # 2 ms at 100 QPS falling to 1 ms at 1,000 QPS and held there: 2,000 QPS.
+    falling = lambda q: np.interp(q, [100.0, 1000.0], [2.0, 1.0])  # noqa: E731
+    assert carried_qps(2000.0, falling) == pytest.approx(2000, abs=1)
 
 
 def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
