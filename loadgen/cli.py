@@ -21,7 +21,7 @@ from typing import Any
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
 from loadgen.recorder import Recorder, new_histogram
-from loadgen.servers import LOOP_CPU, MACHINE_BUSY, WALL, machine_busy_s
+from loadgen.servers import LOOP_CPU, LOOP_WAIT, MACHINE_BUSY, WALL, machine_busy_s
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
 from scenarios.results import new_run_dir, point_latest, write_json
@@ -383,6 +383,10 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
             sum(n for op, n in rec.server_counts.items() if not op.startswith("("))
         ),
         "server_loop_cpu_s": round(rec.server_counts.get(LOOP_CPU, 0.0), 4),
+        # Time runnable but waiting for a core, in the run: the servers' event loops and
+        # the load generator's sending threads (Linux's schedstat).
+        "server_loop_runqueue_wait_s": round(rec.server_counts.get(LOOP_WAIT, 0.0), 4),
+        "loadgen_runqueue_wait_s": round(rec.runqueue_wait_s, 4),
         # The machine's busy CPU seconds over the run, what it was busy with before any
         # load (cores' worth), and its cores: calibration's machine-wide capacity.
         "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),

@@ -35,6 +35,7 @@ from loadgen.trace import ClientClock, Trace, handed_off, watch_socket_handoff
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
 from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
+from server.metrics import runqueue_wait_s
 
 LATE_S = 0.005  # a slot taken more than this after its time is a late start
 CONFIG: dict[str, Any] = json.loads(Path(os.environ["AUTHSCALE_LOAD"]).read_text())
@@ -105,6 +106,7 @@ def start_the_clock(**_: Any) -> None:
         # The harness's fault driver times its actions from this wall-clock start.
         Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
     STATE["start"] = time.perf_counter() + 0.2
+    STATE["runqueue_wait_s"] = _runqueue_wait_s()
     if CLOCK is not None:
         CLOCK.start()
     START.set()
@@ -151,8 +153,19 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _runqueue_wait_s() -> float:
+    """How long the senders' thread (the main one: gevent runs every greenlet there) has
+    been runnable but waiting for a core; 0 where the kernel does not say."""
+    return runqueue_wait_s("/proc/self/schedstat") or 0.0
+
+
+def _waited_s() -> float:
+    return max(0.0, _runqueue_wait_s() - STATE.get("runqueue_wait_s", _runqueue_wait_s()))
+
+
 def _write(recorder: Recorder, path: str) -> None:
     recorder.cpu_s += _cpu_s()
+    recorder.runqueue_wait_s += _waited_s()
     recorder.connections += SHARED_CONNECTIONS.opened
     recorder.server_counts = {op: n - BEFORE.get(op, 0) for op, n in server_counts(URLS).items()}
     Path(path).write_text(json.dumps(recorder.to_json()))
@@ -162,6 +175,7 @@ def _write(recorder: Recorder, path: str) -> None:
 def write_the_recorder(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         TOTAL.cpu_s = _cpu_s()
+        TOTAL.runqueue_wait_s = _waited_s()
         TOTAL.connections = SHARED_CONNECTIONS.opened
         Path(CONFIG["out"]).with_suffix(f".worker{WORKER}.json").write_text(
             json.dumps(TOTAL.to_json())

@@ -48,6 +48,8 @@ class Recorder:
         # what the servers' /metrics counted per operation during the measured run
         self.server_counts: dict[str, float] = {}
         self.cpu_s = 0.0  # CPU seconds of the load generator's processes
+        # seconds their sending threads were runnable but waiting for a core, in the run
+        self.runqueue_wait_s = 0.0
 
     def record(self, key: Key, second: int, latency_us: int, error: str | None) -> None:
         op, _, region = key
@@ -77,6 +79,7 @@ class Recorder:
             "second_errors": [[*k, dict(v)] for k, v in self.second_errors.items()],
             "server_counts": self.server_counts,
             "cpu_s": self.cpu_s,
+            "runqueue_wait_s": self.runqueue_wait_s,
             "connections": self.connections,
         }
 
@@ -103,6 +106,7 @@ class Recorder:
             row[1] += completed
             row[2] += errors
         self.cpu_s += data.get("cpu_s", 0.0)
+        self.runqueue_wait_s += data.get("runqueue_wait_s", 0.0)
         self.connections += data.get("connections", 0)
         for second, region, op, kinds in data.get("second_errors", []):
             for kind, n in kinds.items():

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 LOOP_CPU = "(event loop cpu_s)"  # a key of server_counts: the servers' loop CPU seconds
+LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for a core
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
 
@@ -25,7 +26,7 @@ def machine_busy_s() -> float:
 
 def server_counts(urls: dict[str, str]) -> dict[str, float]:
     """Requests each route has answered, summed over the regions' /metrics, and under
-    LOOP_CPU the CPU seconds their event loops have used."""
+    LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core)."""
     counts: dict[str, float] = {}
     for url in urls.values():
         with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
@@ -36,6 +37,8 @@ def server_counts(urls: dict[str, str]) -> dict[str, float]:
                     counts[op] = counts.get(op, 0) + int(float(value))
                 elif line.startswith("authscale_event_loop_cpu_seconds_total "):
                     counts[LOOP_CPU] = counts.get(LOOP_CPU, 0.0) + float(line.split()[1])
+                elif line.startswith("authscale_event_loop_runqueue_wait_seconds_total "):
+                    counts[LOOP_WAIT] = counts.get(LOOP_WAIT, 0.0) + float(line.split()[1])
     counts[MACHINE_BUSY] = machine_busy_s()
     counts[WALL] = time.monotonic()
     return counts

@@ -352,6 +352,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         rows.append(row)
     judged = [r for r in rows if r.get("judged")]
     speed = machine_speed(pair.sim.get("calibration") or {}, pair.load)
+    waits = core_waits(pair.load)
     return {
         "kind": "compare",
         "simulation": pair.sim["run_id"],
@@ -364,8 +365,53 @@ def compare(pair: Pair) -> dict[str, Any]:
         "cells_within": sum(1 for r in judged if r["within_tolerance"]),
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
         "cpu_per_request": speed,
+        "core_waits": waits,
         "rows": rows,
     }
+
+
+def core_waits(load: dict[str, Any]) -> dict[str, Any]:
+    """How long the run's threads were runnable but waiting for a core (Linux's schedstat):
+    the servers' event loops and the load generator's sending threads, per request offered
+    and per ms of the CPU they used. None where the run did not record it."""
+    offered = sum(r["n"] + r["errors"] for r in load.get("latency") or [])
+    out: dict[str, Any] = {}
+    for part, wait_key, cpu_key in (
+        ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
+        ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
+    ):
+        wait, cpu = load.get(wait_key), load.get(cpu_key)
+        out[part] = (
+            {
+                "ms_per_request": round(1000.0 * wait / offered, 4),
+                "per_cpu_ms": round(wait / cpu, 3),
+            }
+            if wait is not None and cpu and offered
+            else None
+        )
+    return out
+
+
+def core_wait_note(result: dict[str, Any]) -> str | None:
+    """A sentence when the servers' loops waited for a core more than a tenth of the CPU
+    they used: time the model has no queue for."""
+    waits = result.get("core_waits") or {}
+    servers = waits.get("servers")
+    if not servers or servers["per_cpu_ms"] < 0.1:
+        return None
+    client = waits.get("load_generator")
+    return (
+        f"the servers' event loops waited for a core {servers['per_cpu_ms']:.2f} ms per ms of "
+        f"CPU they used ({servers['ms_per_request']:.3f} ms per request)"
+        + (
+            f", the load generator's thread {client['per_cpu_ms']:.2f} ms per ms "
+            f"({client['ms_per_request']:.3f} ms per request)"
+            if client
+            else ""
+        )
+        + ": the processes share the machine's cores, and the model has a queue for each "
+        "process but none for the cores"
+    )
 
 
 def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:
@@ -443,9 +489,8 @@ def explain(result: dict[str, Any]) -> list[str]:
     """One sentence per judged cell that is off: by how much, and which step differs;
     first, when any is off, the machine's speed against the calibration run's."""
     out = []
-    note = speed_note(result)
-    if note and not result.get("goal_met"):
-        out.append(note)
+    if not result.get("goal_met"):
+        out += [n for n in (speed_note(result), core_wait_note(result)) if n]
     for r in result["rows"]:
         if not r.get("judged") or r["within_tolerance"]:
             continue

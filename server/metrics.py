@@ -9,6 +9,16 @@ from collections import defaultdict
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+def runqueue_wait_s(path: str = "/proc/thread-self/schedstat") -> float | None:
+    """Seconds the calling thread has spent runnable but waiting for a core (Linux's
+    schedstat, second field), or None where the kernel does not say."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class Metrics:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, int], int] = defaultdict(int)
@@ -51,4 +61,14 @@ class Metrics:
             "# TYPE authscale_event_loop_cpu_seconds_total counter",
             f"authscale_event_loop_cpu_seconds_total {time.thread_time():.6f}",
         ]
+        # And how long it waited for a core while it had work: on a shared machine, time
+        # a request spends neither in the server's code nor in its own awaits.
+        wait = runqueue_wait_s()
+        if wait is not None:
+            out += [
+                "# HELP authscale_event_loop_runqueue_wait_seconds_total Time the event loop "
+                "thread was runnable but waiting for a core.",
+                "# TYPE authscale_event_loop_runqueue_wait_seconds_total counter",
+                f"authscale_event_loop_runqueue_wait_seconds_total {wait:.6f}",
+            ]
         return "\n".join(out) + "\n"

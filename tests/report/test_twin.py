@@ -24,7 +24,7 @@ from report.calibrate import (
     run_cpu_per_request,
 )
 from report.calibrate import main as calibrate
-from report.compare import explain, ks_two_sample, machine_speed, speed_note
+from report.compare import core_waits, explain, ks_two_sample, machine_speed, speed_note
 from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
@@ -94,6 +94,9 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     # The numbers the capacity comes from: the loops' CPU and the machine's, for the run.
     summary = json.loads((loop["load"] / "summary.json").read_text())
     assert summary["server_loop_cpu_s"] > 0 and summary["machine_busy_s"] > 0
+    # Time waiting for a core, the servers' loops' and the senders' thread's: measured.
+    assert summary["server_loop_runqueue_wait_s"] > 0
+    assert summary["loadgen_runqueue_wait_s"] > 0
     assert summary["machine_window_s"] >= 8 and summary["traced"] is True
     # The load generator's CPU, from its greenlet switches: some before each send and
     # after each answer, less than a request's whole latency; more off the path than none.
@@ -268,6 +271,18 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     first = explain(result)[0]
     assert f"calibration run {loop['load'].name}" in first and "(x0.50)" in first
     assert explain({**result, "cpu_per_request": machine_speed(sim["calibration"], load)}) == []
+    # Waiting for a core: named when the loops waited more than a tenth of their CPU.
+    waits = core_waits(load)
+    assert waits["servers"]["per_cpu_ms"] == pytest.approx(
+        load["server_loop_runqueue_wait_s"] / load["server_loop_cpu_s"], abs=0.001
+    )
+    congested = {
+        **load,
+        "server_loop_runqueue_wait_s": load["server_loop_cpu_s"] * 0.5,
+        "loadgen_runqueue_wait_s": load["loadgen_cpu_s"] * 0.4,
+    }
+    text = explain({"goal_met": False, "rows": [], "core_waits": core_waits(congested)})
+    assert "waited for a core 0.50 ms per ms of CPU" in text[0] and "0.40 ms per ms" in text[0]
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(

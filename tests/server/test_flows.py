@@ -13,6 +13,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from server.metrics import runqueue_wait_s
 from server.settings import Settings
 from server.storage import Database, Unavailable
 from tests.server.conftest import (
@@ -276,6 +277,13 @@ def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'authscale_requests_total{operation="token_issue",status="200"} 1' in text
     assert 'authscale_request_seconds_count{operation="login"}' in text
+    # The event loop's CPU, and its time waiting for a core (Linux's schedstat).
+    values = dict(
+        line.split() for line in text.splitlines() if line.startswith("authscale_event_loop")
+    )
+    assert float(values["authscale_event_loop_cpu_seconds_total"]) > 0
+    assert float(values["authscale_event_loop_runqueue_wait_seconds_total"]) >= 0
+    assert runqueue_wait_s("/proc/no-such-file") is None
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1") and "/token" in spec["paths"]
     # start-up's heap is frozen, out of the collector's full passes
