@@ -160,7 +160,9 @@ def _runqueue_wait_s() -> float:
 
 
 def _waited_s() -> float:
-    return max(0.0, _runqueue_wait_s() - STATE.get("runqueue_wait_s", _runqueue_wait_s()))
+    """The senders' thread's wait for a core since the clock started (0 before it)."""
+    start = STATE.get("runqueue_wait_s")
+    return 0.0 if start is None else max(0.0, _runqueue_wait_s() - start)
 
 
 def _write(recorder: Recorder, path: str) -> None:

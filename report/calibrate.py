@@ -206,10 +206,15 @@ def _step_samples(trace: dict[str, Any]) -> dict[str, tuple[list[float], list[fl
     return out
 
 
+def offered_requests(summary: dict[str, Any]) -> int:
+    """Requests a load run offered: answered or failed, over every cell."""
+    return sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+
+
 def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
     """CPU per request offered in a load run, from the run's own totals: the servers'
     event loops (/metrics) and the load generator's process. None where a run lacks it."""
-    offered = sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+    offered = offered_requests(summary)
 
     def per_request(total_s: Any) -> float | None:
         return round(1000.0 * total_s / offered, 4) if total_s and offered else None
@@ -223,7 +228,7 @@ def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
 def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:
     """The machine's CPU per request offered (/proc/stat, every process on it) beyond what
     it was busy with before the load started; None where the run did not record it."""
-    offered = sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+    offered = offered_requests(summary)
     if not (summary.get("machine_busy_s") and summary.get("machine_window_s") and offered):
         return None
     idle = summary.get("machine_idle_busy_cores") or 0.0

@@ -29,7 +29,8 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from report.calibrate import run_cpu_per_request
+from report.calibrate import offered_requests, run_cpu_per_request
+from scenarios.profiles import SpeedPoint, expected_cpu_ms
 from scenarios.results import (
     LOG_BIN_LO_MS,
     LOG_BIN_RATIO,
@@ -374,7 +375,7 @@ def core_waits(load: dict[str, Any]) -> dict[str, Any]:
     """How long the run's threads were runnable but waiting for a core (Linux's schedstat):
     the servers' event loops and the load generator's sending threads, per request offered
     and per ms of the CPU they used. None where the run did not record it."""
-    offered = sum(r["n"] + r["errors"] for r in load.get("latency") or [])
+    offered = offered_requests(load)
     out: dict[str, Any] = {}
     for part, wait_key, cpu_key in (
         ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
@@ -419,28 +420,17 @@ def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str
     load (the calibration's speed points, linear in QPS between them), for the servers'
     event loops and the load generator: how much faster or slower the machine ran its code
     than the model assumed. A ratio far from 1 is a change the model cannot know of."""
-    this_run = run_cpu_per_request(load)
-    points = sorted(calibration.get("speed") or [], key=lambda p: p["qps"])
+    points = sorted(
+        (SpeedPoint.model_validate(p) for p in calibration.get("speed") or []),
+        key=lambda p: p.qps,
+    )
     out: dict[str, Any] = {
         "calibration_run": calibration.get("run_id"),
-        "speed_points_qps": [p["qps"] for p in points],
+        "speed_points_qps": [p.qps for p in points],
     }
-    qps = float(load.get("target_qps") or 0.0)
-    for part, now in this_run.items():
-        expected = (
-            round(
-                float(
-                    np.interp(
-                        qps,
-                        [p["qps"] for p in points],
-                        [p[f"{part}_cpu_ms_per_request"] for p in points],
-                    )
-                ),
-                4,
-            )
-            if points
-            else None
-        )
+    at_load = expected_cpu_ms(points, float(load.get("target_qps") or 0.0))
+    for part, now in run_cpu_per_request(load).items():
+        expected = round(at_load[part], 4) if at_load else None
         out[part] = {
             "expected_ms": expected,
             "this_run_ms": now,
@@ -453,8 +443,8 @@ SPEED_WORDS = {"servers": "the servers' event loops", "load_generator": "the loa
 
 
 def speed_note(result: dict[str, Any]) -> str | None:
-    """A sentence on the machine's speed when this run's CPU per request differs from the
-    calibration run's by more than the tolerance, else None."""
+    """A sentence on the machine's speed when this run's CPU per request differs from what
+    the profile expects at its load by more than the tolerance, else None."""
     speed = result.get("cpu_per_request") or {}
     parts = [(part, speed[part]) for part in SPEED_WORDS if (speed.get(part) or {}).get("ratio")]
     if not any(abs(v["ratio"] - 1) > TOLERANCE for _, v in parts):
@@ -487,7 +477,8 @@ SPLIT_WORDS = {
 
 def explain(result: dict[str, Any]) -> list[str]:
     """One sentence per judged cell that is off: by how much, and which step differs;
-    first, when any is off, the machine's speed against the calibration run's."""
+    first, when any is off, the machine's speed against the profile's expectation and
+    its processes' wait for a core, where those are worth saying."""
     out = []
     if not result.get("goal_met"):
         out += [n for n in (speed_note(result), core_wait_note(result)) if n]

@@ -23,6 +23,7 @@ event loop), and `calibration` the load run the figures came from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -72,6 +73,20 @@ class SpeedPoint(_Frozen):
     machine_cpu_ms_per_request: float | None = Field(default=None, gt=0)
 
 
+def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float] | None:
+    """CPU per request expected at `qps` from speed points in rising QPS: linear in QPS
+    between them, held at the nearest point beyond them. None without points."""
+    if not points:
+        return None
+    at = [p.qps for p in points]
+    return {
+        "servers": float(np.interp(qps, at, [p.servers_cpu_ms_per_request for p in points])),
+        "load_generator": float(
+            np.interp(qps, at, [p.load_generator_cpu_ms_per_request for p in points])
+        ),
+    }
+
+
 class Calibration(_Frozen):
     """The load run an `emulated` profile was fitted from, and what that run offered.
 
@@ -107,19 +122,8 @@ class Calibration(_Frozen):
         return self
 
     def expected_cpu_ms(self, qps: float) -> dict[str, float] | None:
-        """CPU per request expected at `qps`: linear in QPS between the speed points,
-        held at the nearest point beyond them. None without points."""
-        if not self.speed:
-            return None
-        at = [p.qps for p in self.speed]
-        return {
-            "servers": float(
-                np.interp(qps, at, [p.servers_cpu_ms_per_request for p in self.speed])
-            ),
-            "load_generator": float(
-                np.interp(qps, at, [p.load_generator_cpu_ms_per_request for p in self.speed])
-            ),
-        }
+        """CPU per request expected at `qps` (see the module's `expected_cpu_ms`)."""
+        return expected_cpu_ms(self.speed, qps)
 
     def cpu_scale(self, qps: float) -> dict[str, float]:
         """How much the fitted run's CPU times are scaled to model `qps`: the expected CPU

@@ -7,9 +7,9 @@ and token issue (authorization code grant: rate limit, GETDEL, two ES256 signatu
 database insert), and compares each with the baseline. The routes take turns (four
 turns of 2 s each by default), so that the machine's own drift during the run, which is
 large on a shared virtual machine, falls on every route alike rather than on whichever
-was measured last. For each route it also records
-the server's CPU per request and how busy each core was, so a reader can see that the
-server's core, not wrk's or the stores', set the rate. Ratios measured in one run are
+was measured last. For each route it also records the server's CPU per request and
+how busy each core was, so a reader can see that the server's core, not wrk's or the
+stores', set the rate. Ratios measured in one run are
 what to compare: absolute rates move with the machine.
 """
 
@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         "TOKEN_PER_IP": "100000000",
         "TOKEN_PER_CLIENT": "100000000",
     }
+    # The routes take turns, `rounds` times, so that the machine's own drift over the run
+    # (it moves by a fifth within a minute here) falls on every route alike.
+    rounds = max(1, min(args.rounds, args.seconds))
+    turn_s = args.seconds // rounds
     server = serve_pinned("server.asgi:app", port, core=0, env=env)
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -191,10 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         sid, access, sub = alice.sid, alice.access_token, alice.sub
         r = redis.Redis.from_url(redis_server.url)
         r.set("bench:key", "value")
-        # The routes take turns, `rounds` times, so that the machine's own drift over the
-        # run (it moves by a fifth within a minute here) falls on every route alike.
-        rounds = max(1, min(args.rounds, args.seconds))
-        turn_s = args.seconds // rounds
         # Single-use codes for the token runs, written the way /authorize writes them.
         n_codes = 20_000 * turn_s + 1000  # per turn, far more than one core can consume
         codes = [secrets.token_urlsafe(24) for _ in range(n_codes * rounds)]
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "server": "granian, 1 worker pinned to core 0",
         "load": (
             f"wrk -t1 -c{args.connections} pinned to core 1, {args.seconds} s per route "
-            f"in {max(1, min(args.rounds, args.seconds))} turns, the routes taking turns"
+            f"in {rounds} turns, the routes taking turns"
         ),
         "results": results,
         "ratios_to_baseline": ratios,
