@@ -35,6 +35,7 @@ from scenarios.loader import load_model
 from scenarios.profiles import Profile
 from scenarios.results import TRACE_FORMAT, TRACE_FORMATS_READ
 from scenarios.workload import LOCALITIES, OPERATIONS
+from server.security import HASH_THREADS
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
 MIN_SAMPLES = 1  # a step never performed: the pooled figures of its component stand in
@@ -252,7 +253,48 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     machine = machine_cpu_per_request(summary)
     if machine is not None:
         point["machine_cpu_ms_per_request"] = machine
+    for part, wait_key, cpu_key in (
+        ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
+        ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
+    ):
+        if summary.get(wait_key) is not None and summary.get(cpu_key):
+            point[f"{part}_runqueue_wait_per_cpu_ms"] = round(
+                summary[wait_key] / summary[cpu_key], 4
+            )
     return point
+
+
+# Steps whose rest is CPU in the server's worker threads, with their threads per process.
+THREADED_STEPS = {"edge.verify_password": HASH_THREADS}
+
+
+def machine_lines(summary: dict[str, Any], trace: dict[str, Any]) -> list[str]:
+    """The `[calibration]` lines that let the model share the machine's cores: how many
+    it had, what was busy before the load, the steps run on worker threads and their CPU
+    per request offered (their whole rest, taken as CPU: the hash is all computation)."""
+    cores = summary.get("machine_cores")
+    if not cores:
+        return []
+    offered = offered_requests(summary)
+    threaded_ms = sum(
+        dur - cpu - wan
+        for *_, steps in trace["requests"]
+        for name, dur, cpu, wan in steps
+        if name in THREADED_STEPS
+    )
+    per_request = threaded_ms / offered if offered else 0.0
+    answered = trace["requests"]
+    stores = sum(
+        1 for *_, steps in answered for name, *_ in steps if name.split(".")[0] in ("redis", "crdb")
+    )
+    hops = 2.0 + stores / len(answered) if answered else 0.0
+    return [
+        f"cores = {int(cores)}",
+        f"idle_busy_cores = {round(float(summary.get('machine_idle_busy_cores') or 0.0), 4)!r}",
+        "threaded_steps = { " + ", ".join(f'"{k}" = {v}' for k, v in THREADED_STEPS.items()) + " }",
+        f"threaded_cpu_ms_per_request = {round(max(per_request, 0.0), 4)!r}",
+        f"hops_per_request = {round(hops, 4)!r}",
+    ]
 
 
 def carried_qps(limit_ms_per_s: float, cost_ms: Callable[[np.ndarray], np.ndarray]) -> float:
@@ -538,9 +580,10 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         + by_load
         + f"; {binding} bind first"
     )
+    machine = machine_lines(summary, trace)
     text = _render(
         run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
-        client, hit_rates, shares, world, speed,
+        client, hit_rates, shares, world, speed, machine,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".toml.tmp")
@@ -578,6 +621,7 @@ def _render(
     shares: dict[str, list[int]],
     world: Any,
     speed: list[dict[str, Any]],
+    machine: list[str],
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -599,6 +643,7 @@ def _render(
     lines += [
         f"requests = {summary['latency'] and sum(r['n'] for r in summary['latency'])}",
         "servers_per_region = 1",
+        *machine,
         f"capacity_qps = {round(capacity, 1)!r}",
         f"capacity_source = {json.dumps(capacity_source)}",
         "",

@@ -353,7 +353,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         rows.append(row)
     judged = [r for r in rows if r.get("judged")]
     speed = machine_speed(pair.sim.get("calibration") or {}, pair.load)
-    waits = core_waits(pair.load)
+    waits = core_waits(pair.load, pair.sim)
     return {
         "kind": "compare",
         "simulation": pair.sim["run_id"],
@@ -371,11 +371,23 @@ def compare(pair: Pair) -> dict[str, Any]:
     }
 
 
-def core_waits(load: dict[str, Any]) -> dict[str, Any]:
+# The simulator's thread groups (sim.cores) that the measured waits belong to.
+CORE_GROUP_OF = {"servers": "app/*/loop", "load_generator": "client/loop"}
+
+
+def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[str, Any]:
     """How long the run's threads were runnable but waiting for a core (Linux's schedstat):
-    the servers' event loops and the load generator's sending threads, per request offered
-    and per ms of the CPU they used. None where the run did not record it."""
+    the servers' event loops and the load generator's sending thread, per request offered
+    and per ms of the CPU they used; beside it, per ms of CPU, the same in the calibration
+    run the fitted times come from (that wait is inside them), and what the simulation's
+    shared cores added. None where the run did not record it."""
     offered = offered_requests(load)
+    fitted_run = (sim or {}).get("calibration") or {}
+    fitted = next(
+        (p for p in fitted_run.get("speed") or [] if p.get("run_id") == fitted_run.get("run_id")),
+        {},
+    )
+    modelled = ((sim or {}).get("core_waits") or {}).get("hybrid") or {}
     out: dict[str, Any] = {}
     for part, wait_key, cpu_key in (
         ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
@@ -386,6 +398,10 @@ def core_waits(load: dict[str, Any]) -> dict[str, Any]:
             {
                 "ms_per_request": round(1000.0 * wait / offered, 4),
                 "per_cpu_ms": round(wait / cpu, 3),
+                "calibration_per_cpu_ms": fitted.get(f"{part}_runqueue_wait_per_cpu_ms"),
+                "simulated_per_cpu_ms": (modelled.get(CORE_GROUP_OF[part]) or {}).get(
+                    "wait_per_cpu_ms"
+                ),
             }
             if wait is not None and cpu and offered
             else None
@@ -395,23 +411,42 @@ def core_waits(load: dict[str, Any]) -> dict[str, Any]:
 
 def core_wait_note(result: dict[str, Any]) -> str | None:
     """A sentence when the servers' loops waited for a core more than a tenth of the CPU
-    they used: time the model has no queue for."""
+    they used, with what the calibration run held of it and what the model added."""
     waits = result.get("core_waits") or {}
     servers = waits.get("servers")
     if not servers or servers["per_cpu_ms"] < 0.1:
         return None
-    client = waits.get("load_generator")
-    return (
-        f"the servers' event loops waited for a core {servers['per_cpu_ms']:.2f} ms per ms of "
-        f"CPU they used ({servers['ms_per_request']:.3f} ms per request)"
-        + (
-            f", the load generator's thread {client['per_cpu_ms']:.2f} ms per ms "
-            f"({client['ms_per_request']:.3f} ms per request)"
-            if client
-            else ""
+
+    def said(name: str, w: dict[str, Any]) -> str:
+        text = (
+            f"{name} {w['per_cpu_ms']:.2f} ms per ms of CPU "
+            f"({w['ms_per_request']:.3f} ms per request"
         )
-        + ": the processes share the machine's cores, and the model has a queue for each "
-        "process but none for the cores"
+        if w.get("calibration_per_cpu_ms") is not None:
+            text += (
+                f"; {w['calibration_per_cpu_ms']:.2f} in the calibration run, inside the "
+                "fitted times"
+            )
+        if w.get("simulated_per_cpu_ms") is not None:
+            text += f"; the model's shared cores {w['simulated_per_cpu_ms']:.2f}"
+        return text + ")"
+
+    client = waits.get("load_generator")
+    parts = [said("the servers' event loops", servers)]
+    if client:
+        parts.append(said("the load generator's thread", client))
+    modelled = servers.get("simulated_per_cpu_ms") is not None
+    return (
+        "waiting for a core: "
+        + ", ".join(parts)
+        + (
+            ". The model shares the machine's cores among every thread it knows of; what it "
+            "adds above the calibration run's wait falls short of the measured rise, and the "
+            "measured wait comes in bursts that slow every process at once"
+            if modelled
+            else ". The processes share the machine's cores, and this simulation had no "
+            "model of them (calibrate again: the profile lacks the machine's cores)"
+        )
     )
 
 

@@ -71,6 +71,9 @@ class SpeedPoint(_Frozen):
     load_generator_cpu_ms_per_request: float = Field(gt=0)
     # Every process on the machine (/proc/stat) beyond its idle stack's.
     machine_cpu_ms_per_request: float | None = Field(default=None, gt=0)
+    # Time runnable but waiting for a core (schedstat) per ms of the CPU used.
+    servers_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
+    load_generator_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
 
 
 def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float] | None:
@@ -79,12 +82,16 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
     if not points:
         return None
     at = [p.qps for p in points]
-    return {
+    out = {
         "servers": float(np.interp(qps, at, [p.servers_cpu_ms_per_request for p in points])),
         "load_generator": float(
             np.interp(qps, at, [p.load_generator_cpu_ms_per_request for p in points])
         ),
     }
+    machine = [p.machine_cpu_ms_per_request for p in points]
+    if all(m is not None for m in machine):
+        out["machine"] = float(np.interp(qps, at, machine))  # type: ignore[arg-type]
+    return out
 
 
 class Calibration(_Frozen):
@@ -106,11 +113,28 @@ class Calibration(_Frozen):
     capacity_qps: float = Field(gt=0)
     capacity_source: str = Field(min_length=3)
     speed: tuple[SpeedPoint, ...] = ()
+    # The machine's cores during the run. With them the model runs every thread on those
+    # cores, shared (sim.cores): the loops, the load generator, the `threaded_steps`, and
+    # the rest of the machine's CPU (speed points' machine CPU less all of those).
+    cores: int | None = Field(default=None, ge=1)
+    # Cores' worth of CPU the machine was busy with before the load started.
+    idle_busy_cores: float = Field(default=0.0, ge=0)
+    # Steps whose measured rest is CPU in a pool of the server's worker threads (the
+    # password hash), with the pool's threads per server process, and what that CPU came
+    # to per request offered in the fitted run.
+    threaded_steps: dict[str, int] = Field(default_factory=dict)
+    threaded_cpu_ms_per_request: float = Field(default=0.0, ge=0)
+    # Hand-offs per request offered that wake another thread (a store call, the way in
+    # and out): the rest of the machine's CPU is spread over them.
+    hops_per_request: float = Field(default=0.0, ge=0)
     cache_hit_rate: dict[str, dict[str, Figure]]
     step_share: dict[str, Figure] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _speed_points(self) -> Calibration:
+        for label, threads in self.threaded_steps.items():
+            if threads < 1:
+                raise ValueError(f"calibration.threaded_steps: {label} needs at least 1 thread")
         if self.speed:
             qps = [p.qps for p in self.speed]
             if qps != sorted(set(qps)):
@@ -137,6 +161,21 @@ class Calibration(_Frozen):
             "servers": expected["servers"] / base.servers_cpu_ms_per_request,
             "load_generator": expected["load_generator"] / base.load_generator_cpu_ms_per_request,
         }
+
+    def rest_cpu_ms(self, qps: float) -> float:
+        """CPU per request the machine spends at `qps` beyond the servers' loops, their
+        worker threads' steps and the load generator: Redis, PostgreSQL, the servers' HTTP
+        threads, the kernel's loopback path. 0 without the machine's figure."""
+        expected = self.expected_cpu_ms(qps)
+        if expected is None or "machine" not in expected:
+            return 0.0
+        rest = (
+            expected["machine"]
+            - expected["servers"]
+            - expected["load_generator"]
+            - self.threaded_cpu_ms_per_request
+        )
+        return max(rest, 0.0)
 
 
 class Profile(_Frozen):

@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 # OWASP's argon2id minimum: m = 19 MiB, t = 2, p = 1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="argon2")
+HASH_THREADS = 4  # worker threads per server process that run the password hash
+_POOL = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="argon2")
 # Verified against when the account does not exist, so both paths cost the same.
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 

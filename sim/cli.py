@@ -331,6 +331,19 @@ def _summary(
             a: {g: round(u, 4) for g, u in sorted(r.utilisation.items())}
             for a, r in results.items()
         },
+        # The local stack's shared cores: each thread group's CPU and its wait for a core.
+        "core_waits": {
+            a: {
+                g: {
+                    "cpu_ms": round(cpu, 1),
+                    "wait_ms": round(wait, 1),
+                    "wait_per_cpu_ms": round(wait / cpu, 4) if cpu else None,
+                }
+                for g, (cpu, wait) in sorted(r.core_time.items())
+            }
+            for a, r in results.items()
+            if r.core_time
+        },
         "p99_ci_half_width_pct_max": widest["p99_ci_half_width_pct"] if widest else None,
         "p99_ci_half_width_widest_cell": (
             {k: widest[k] for k in ("architecture", "operation", "locality", "region", "n")}
@@ -358,6 +371,28 @@ def _summary(
             else None
         ),
     }
+
+
+CORE_GROUPS = {
+    "app/*/loop": "the servers' loops",
+    "client/loop": "the load generator",
+    "app/*/edge.verify_password": "the password hashes",
+    "hand-offs": "the hand-offs",
+}
+
+
+def _cores_line(summary: dict[str, Any]) -> str:
+    """The shared cores in words: how busy, and how long each group waited for one."""
+    waits = (summary.get("core_waits") or {}).get("hybrid")
+    if not waits:
+        return ""
+    busy = summary["utilisation_max"]["hybrid"].get("machine", 0.0)
+    parts = ", ".join(
+        f"{CORE_GROUPS.get(g, g)} {w['wait_per_cpu_ms']:.3f}"
+        for g, w in waits.items()
+        if w["wait_per_cpu_ms"] is not None and g in CORE_GROUPS
+    )
+    return f"The machine's cores {busy:.0%} busy; ms waiting for a core per ms of CPU: {parts}.\n"
 
 
 def _scale_line(cal: dict[str, Any]) -> str:
@@ -431,6 +466,7 @@ def _print_report(
             f"\nThis models the local stack of load run {cal['run_id']}; the seed's ranges "
             "describe the global deployment, so the seed column does not apply here.\n"
             f"Event loops busy (client: the load generator's thread): {loops}.\n"
+            + _cores_line(summary)
             + _scale_line(cal)
             + "Next: make compare (against a load run of "
             f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import math
 from array import array
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ from sim.components import (
     RedisCluster,
     delay_of,
 )
+from sim.cores import CorePool, CoreThread
 from sim.errors import SimulationError
 from sim.queues import FcfsStation, TurnStation
 from sim.sampling import Stream, stream_of, uniform01
@@ -41,6 +42,10 @@ from sim.sampling import Stream, stream_of, uniform01
 TRACE_MIN = 1000
 TRACE_EVERY = 64
 ARRIVAL_BLOCK = 1024  # arrivals drawn and scheduled at once
+
+# A station a request visits: one whose departures are known on arrival, or a thread on
+# the machine's shared cores (the local stack), which calls back when its work is done.
+Station = FcfsStation | CoreThread | CorePool
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class CompiledStep:
     queued: bool
     delay: Stream | None = None
     count: int = 1
-    targets: list[tuple[FcfsStation, Stream]] = field(default_factory=list)
+    targets: Sequence[tuple[Station, Stream]] = field(default_factory=list)
     service: Stream | None = None
     post: Stream | None = None
     outcome: int | None = None
@@ -80,6 +85,9 @@ class CompiledStep:
     gateway: str = ""
     region: str = ""
     warmth: Any = None
+    # The local stack's second visit of one step (to a worker thread, to the cores): it
+    # runs exactly when the step before it ran.
+    with_previous: bool = False
 
 
 class _Request(simpy.Event):
@@ -124,8 +132,8 @@ class _Request(simpy.Event):
         self.step = 0
         self.visits = 0
         self.step_start = 0.0
-        self.station: FcfsStation | None = None
-        self.route: list[tuple[FcfsStation, Stream, float]] | None = None
+        self.station: Station | None = None
+        self.route: list[tuple[Station, Stream, float]] | None = None
         self.extra = 0.0
         self.post: Stream | None = None
 
@@ -182,6 +190,10 @@ class SystemModel:
         if faults is not None:
             faults.bind(self)
         self._build_components()
+        if faults is not None and self.cores is not None:
+            raise SimulationError(
+                "failure drills model the hyperscale designs; the local profile has none"
+            )
         self.cells = [
             (op, loc, region)
             for op in OPERATIONS
@@ -228,17 +240,43 @@ class SystemModel:
         self.extra_stations: list[FcfsStation] = []  # added by failure scenarios
         self.edge = {a: stream_of(dist, rng) for a, dist in self.world.profile.edge.items()}
         prof = self.world.profile
-        self.app: dict[str, FcfsStation] = {}
+        self.app: dict[str, Station] = {}
         self.cpu_scale = {"servers": 1.0, "load_generator": 1.0}
+        self.cores: CorePool | None = None
+        self.rest_cpu_ms = 0.0
+        self.hop_ms = 0.0
+        self.hop: Stream = _ZERO
+        self.threaded: dict[str, dict[str, CoreThread]] = {}
         if prof.emulated:
             # The local stack: one server process per region, whose event loop runs one
             # ready callback at a time in the order they became ready (FCFS).
-            assert prof.calibration is not None
-            servers = prof.calibration.servers_per_region
-            self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
+            cal = prof.calibration
+            assert cal is not None
+            servers = cal.servers_per_region
+            if cal.cores is None:
+                self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
+            else:
+                # ... and every thread of the machine waits for one of its cores, which
+                # the threads that can run share equally (processor sharing, sim.cores).
+                cores = self.cores = CorePool(self.env, cal.cores)
+                self.app = {r: CoreThread(f"app/{r}/loop", cores, servers) for r in topo.regions}
+                self.threaded = {
+                    label: {
+                        r: CoreThread(f"app/{r}/{label}", cores, threads * servers)
+                        for r in topo.regions
+                    }
+                    for label, threads in cal.threaded_steps.items()
+                }
+                if cal.hops_per_request:
+                    # The rest of the machine's CPU rides on the hand-offs between
+                    # processes (a store call, the way in and out), which wait for a core
+                    # on the request's path: an exponential piece of its mean per hand-off.
+                    hop_ms = cal.rest_cpu_ms(self.config.qps) / cal.hops_per_request
+                    self.hop_ms = hop_ms
+                    self.hop = lambda: float(rng.exponential(hop_ms))
             # CPU per request falls with load on the machine measured: the fitted run's CPU
             # times, scaled to this load between the calibration's speed points.
-            self.cpu_scale = scale = prof.calibration.cpu_scale(self.config.qps)
+            self.cpu_scale = scale = cal.cpu_scale(self.config.qps)
             srv = scale["servers"]
             self.measured = {
                 label: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
@@ -251,14 +289,18 @@ class SystemModel:
             if prof.client is not None:
                 # The load generator: its senders share one thread.
                 client = prof.client
-                self.client_loop = TurnStation("client/loop")
+                self.client_loop: Station = (
+                    TurnStation("client/loop")
+                    if self.cores is None
+                    else CoreThread("client/loop", self.cores, turn=True)
+                )
                 self.client_cpu = tuple(
                     stream_of(d, rng, scale["load_generator"])
                     for d in (client.send, client.receive, client.after)
                 )
 
-    def stations(self) -> list[FcfsStation]:
-        out: list[FcfsStation] = []
+    def stations(self) -> list[Station | CorePool]:
+        out: list[Station | CorePool] = []
         for pool in [*self.redis.values(), *self.crdb.values()]:
             out.extend(pool.stations)
         for ns in self.durable_objects.values():
@@ -268,6 +310,10 @@ class SystemModel:
         out.extend(self.app.values())
         if self.app and self.world.profile.client is not None:
             out.append(self.client_loop)
+        for threads in self.threaded.values():
+            out.extend(threads.values())
+        if self.cores is not None:
+            out.append(self.cores)
         return out
 
     def _compile_types(self) -> list[RequestType]:
@@ -316,12 +362,22 @@ class SystemModel:
             if step.share is not None:
                 c.share = self.world.workload.step_share[step.share].value
             compiled.append(c)
+            if self.cores is not None:
+                compiled.extend(self._on_cores(step, c, edge, home))
         if self.app:
             cpu, wait = self.untraced[op]
+            label = f"app.untraced|{edge}"
+            if self.hop_ms:
+                # The request's way in and out: the HTTP threads and the kernel, each a
+                # hand-off that waits for a core.
+                assert self.cores is not None
+                hop: list[tuple[Station, Stream]] = [(self.cores, _ZERO)]
+                wait = self._less_hop(wait, 0.0, 2)
+                compiled.insert(0, CompiledStep(label, True, targets=hop, service=self.hop))
+                compiled.append(CompiledStep(label, True, targets=hop, service=self.hop))
             compiled.append(
                 CompiledStep(
-                    f"app.untraced|{edge}", True, targets=[(self.app[edge], _ZERO)],
-                    service=cpu, post=wait,
+                    label, True, targets=[(self.app[edge], _ZERO)], service=cpu, post=wait,
                 )
             )  # fmt: skip
             if self.world.profile.client is not None:
@@ -331,7 +387,7 @@ class SystemModel:
                 # TurnStation, where a request waits for its turn and its CPU (and what
                 # follows the latency) keeps the thread busy behind it.
                 send, receive, after = self.client_cpu
-                loop: list[tuple[FcfsStation, Stream]] = [(self.client_loop, _ZERO)]
+                loop: list[tuple[Station, Stream]] = [(self.client_loop, _ZERO)]
                 compiled.insert(0, CompiledStep("client.send", True, targets=loop, service=send))
                 compiled.append(
                     CompiledStep(
@@ -399,11 +455,8 @@ class SystemModel:
         """A step of the local stack: its CPU queues at the edge region's server process,
         then its measured rest and the wide-area wait the region emulation adds."""
         cpu, wait = self.measured[step.label]
-        wan = 0.0
-        target = edge
-        if step.component == "crdb" and step.at == "home":
-            target = home
-            wan = emulated_wan_ms(self.world, edge, home, step.kind == "write")
+        wan = self._wan(step, edge, home)
+        target = home if wan else edge
         return CompiledStep(
             f"{step.label}|{edge}→{target}",
             True,
@@ -413,17 +466,61 @@ class SystemModel:
             post=delay_of((wait,), wan),
         )
 
+    def _wan(self, step: Step, edge: str, home: str) -> float:
+        """The wide-area wait the region emulation adds to a step (a home-region write)."""
+        if step.component == "crdb" and step.at == "home":
+            return emulated_wan_ms(self.world, edge, home, step.kind == "write")
+        return 0.0
+
+    def _on_cores(self, step: Step, c: CompiledStep, edge: str, home: str) -> list[CompiledStep]:
+        """A local-stack step's second visit when the model shares the machine's cores: a
+        step run in the server's worker threads (the password hash) takes its measured
+        rest there as CPU; a store call wakes the store, whose CPU waits for a core."""
+        assert self.cores is not None
+        threads = self.threaded.get(step.label)
+        if threads is not None:
+            rest, c.post = c.post, None
+            return [
+                CompiledStep(
+                    c.label, True, targets=[(threads[edge], _ZERO)], service=rest,
+                    with_previous=True,
+                )
+            ]  # fmt: skip
+        if self.hop_ms and step.component in ("redis", "crdb"):
+            _, wait = self.measured[step.label]
+            c.post = None
+            return [
+                CompiledStep(
+                    c.label, True, count=step.count, targets=[(self.cores, _ZERO)],
+                    service=self.hop, post=self._less_hop(wait, self._wan(step, edge, home)),
+                    with_previous=True,
+                )
+            ]  # fmt: skip
+        return []
+
+    def _less_hop(self, wait: Stream, wan: float, hops: int = 1) -> Stream:
+        """A fitted wait less the mean hand-off CPU that the model now queues for a core
+        (the fitted wait held it already, as it ran at light load), never below zero."""
+        hop = self.hop_ms * hops
+        return lambda: max(wait() - hop, 0.0) + wan
+
     def _background(
-        self, station: FcfsStation, qps: float, cpu: Stream
+        self, station: Station | CorePool, qps: float, cpu: Stream
     ) -> Generator[Any, Any, None]:
-        """Requests the clients send that nobody times (a login's challenge, a token
-        request's authorization code): Poisson at `qps`, they only keep a server busy."""
+        """Work that no timed request waits for, Poisson at `qps`: the requests the clients
+        send that nobody times (a login's challenge, a token request's authorization code),
+        which only keep a server busy, and the rest of the machine's CPU on its cores."""
         env, cfg = self.env, self.config
         end = cfg.warmup_ms + cfg.duration_ms
         mean_gap = 1000.0 / qps
         while env.now < end:
             yield env.timeout(float(self.rng.exponential(mean_gap)))
-            station.finish(env.now, cpu())
+            if isinstance(station, CorePool):
+                station.run(cpu(), None, "other")
+            elif station.deferred:
+                station.submit(cpu(), None)  # type: ignore[union-attr]
+            else:
+                station.finish(env.now, cpu())  # type: ignore[union-attr]
 
     def _start_background(self) -> None:
         world, cfg = self.world, self.config
@@ -434,6 +531,20 @@ class SystemModel:
                 if qps > 0:
                     cpu = stream_of(dist, self.rng, self.cpu_scale["servers"])
                     self.env.process(self._background(station, qps, cpu))
+        cal = world.profile.calibration
+        if self.cores is not None and cal is not None and cfg.qps > 0:
+            # The rest of the machine's CPU (Redis, PostgreSQL, the HTTP threads, the
+            # kernel; what was busy before the load): measured per request, drawn as one
+            # exponential piece of work per request, which no timed request waits for.
+            rest_ms = (
+                0.0 if self.hop_ms else cal.rest_cpu_ms(cfg.qps)
+            ) + cal.idle_busy_cores * 1000.0 / cfg.qps
+            if rest_ms > 0:
+                rng = self.rng
+                self.rest_cpu_ms = rest_ms
+                self.env.process(
+                    self._background(self.cores, cfg.qps, lambda: float(rng.exponential(rest_ms)))
+                )
 
     # -- running ---------------------------------------------------------------------
     def _type_sampler(self) -> Callable[[int], np.ndarray]:
@@ -512,7 +623,18 @@ class SystemModel:
         request: _Request = event  # type: ignore[assignment]
         now = self.env.now
         st = request.rtype.steps[request.step]
-        pending = request.station.finish(now, st.service()) - now  # type: ignore[misc,union-attr]
+        station = request.station
+        if station.deferred:  # type: ignore[union-attr]
+            # A thread on the shared cores: the request goes on when its work is done.
+            station.submit(st.service(), lambda t: self._served(request, st, t))  # type: ignore[misc,union-attr]
+            return
+        pending = station.finish(now, st.service()) - now  # type: ignore[misc,union-attr]
+        self._served(request, st, now, pending)
+
+    def _served(
+        self, request: _Request, st: CompiledStep, now: float, pending: float = 0.0
+    ) -> None:
+        """The request has had its service at the step's station; `pending` more ms follow."""
         if st.post is not None:
             pending += st.post()
         request.pending = pending
@@ -538,14 +660,20 @@ class SystemModel:
         i = request.step
         pending = request.pending
         n_steps = len(steps)
+        skipped = False  # the step before `i` did not run
         while i < n_steps:
             st = steps[i]
+            if st.with_previous and skipped and request.visits == 0:
+                i += 1
+                continue
+            skipped = True
             if st.when is not None and request.hits[st.when] != st.when_hit:
                 i += 1
                 continue
             if st.share < 1.0 and request.visits == 0 and self._u() >= st.share:
                 i += 1
                 continue
+            skipped = False
             if not st.queued:
                 delay = st.delay
                 d = delay()  # type: ignore[misc]
@@ -634,7 +762,7 @@ class SystemModel:
         assert station is not None
         service = st.service() + request.extra  # type: ignore[misc]
         request.extra = 0.0
-        pending = station.finish(now, service) - now
+        pending = station.finish(now, service) - now  # type: ignore[union-attr]
         post = request.post if request.post is not None else st.post
         if post is not None:
             pending += post()

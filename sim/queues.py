@@ -18,6 +18,7 @@ class FcfsStation:
     """c servers, one FCFS queue; tracks busy time and customers served."""
 
     __slots__ = ("_free", "busy_ms", "name", "served", "servers")
+    deferred = False  # departures are known on arrival (sim.cores.CoreThread: not)
 
     def __init__(self, name: str, servers: int = 1) -> None:
         if servers < 1:

@@ -74,6 +74,9 @@ class ArchitectureResult:
     utilisation: dict[str, float]
     simulated_requests: int
     cpu_s: float
+    # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core]
+    # summed over the replications (sim.cores).
+    core_time: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _run_one(
@@ -104,8 +107,14 @@ def _run_one(
             continue
         group = station.name.rsplit("/", 1)[0]
         util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
+    cores = getattr(model, "cores", None)
     return {
         "cells": cells,
+        "core_time": (
+            {g: [cpu, cores.wait_by.get(g, 0.0)] for g, cpu in cores.cpu_by.items()}
+            if cores is not None
+            else {}
+        ),
         "utilisation": util,
         "requests": model.completed,
         "arrived": model.arrived,
@@ -234,6 +243,10 @@ def _pool(
         res.cpu_s += out["cpu_s"]
         for group, u in out["utilisation"].items():
             res.utilisation[group] = max(res.utilisation.get(group, 0.0), u)
+        for group, (cpu, wait) in out["core_time"].items():
+            total = res.core_time.setdefault(group, [0.0, 0.0])
+            total[0] += cpu
+            total[1] += wait
         for cell, data in out["cells"].items():
             samples = res.cells.setdefault(cell, CellSamples())
             samples.batches.extend(data["batches"])

@@ -9,6 +9,7 @@ import json
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
 from scenarios.results import TRACE_FORMAT, log_bins
+from server.security import HASH_THREADS
 from sim.cli import main as simulate
 
 SIM = ["--workers", "1", "--quiet"]
@@ -98,6 +100,26 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     assert summary["server_loop_runqueue_wait_s"] > 0
     assert summary["loadgen_runqueue_wait_s"] > 0
     assert summary["machine_window_s"] >= 8 and summary["traced"] is True
+    # What the model needs to share the machine's cores, from the run: the cores, the
+    # hash's CPU per request offered (its steps' whole rest), the hand-offs per request.
+    cal = data["calibration"]
+    assert cal["cores"] == summary["machine_cores"] >= 1
+    assert cal["threaded_steps"] == {"edge.verify_password": HASH_THREADS}
+    trace = json.loads((loop["load"] / "trace.json").read_text())
+    hashed = [
+        dur - cpu - wan
+        for *_, steps in trace["requests"]
+        for name, dur, cpu, wan in steps
+        if name == "edge.verify_password"
+    ]
+    offered = sum(r["n"] + r["errors"] for r in summary["latency"])
+    assert hashed and cal["threaded_cpu_ms_per_request"] == pytest.approx(
+        sum(hashed) / offered, abs=1e-4
+    )
+    stores = sum(
+        1 for *_, steps in trace["requests"] for name, *_ in steps if name[:5] in ("redis", "crdb.")
+    )
+    assert cal["hops_per_request"] == pytest.approx(2 + stores / len(trace["requests"]), abs=1e-4)
     # The load generator's CPU, from its greenlet switches: some before each send and
     # after each answer, less than a request's whole latency; more off the path than none.
     client = local.profile.client
@@ -133,6 +155,10 @@ def test_calibration_measures_cpu_per_request_at_two_loads(
         measured = run_cpu_per_request(json.loads((run / "summary.json").read_text()))
         assert point.servers_cpu_ms_per_request == measured["servers"]
         assert point.load_generator_cpu_ms_per_request == measured["load_generator"]
+        summary = json.loads((run / "summary.json").read_text())
+        assert point.servers_runqueue_wait_per_cpu_ms == pytest.approx(
+            summary["server_loop_runqueue_wait_s"] / summary["server_loop_cpu_s"], abs=1e-4
+        )
     # The fitted run's CPU times stand at its own load; elsewhere they follow the points,
     # linearly in QPS between them and held beyond them.
     ratio = busy.servers_cpu_ms_per_request / light.servers_cpu_ms_per_request
@@ -181,6 +207,96 @@ def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
     assert summary["utilisation_max"]["hybrid"]["app/ap-ne"] > 0
     # the load generator's thread is a station too, busy for its CPU per request
     assert 0 < summary["utilisation_max"]["hybrid"]["client"] < 1
+    # ... and every thread shares the machine's cores, each group's wait accounted
+    assert 0 < summary["utilisation_max"]["hybrid"]["machine"] < 1
+    waits = summary["core_waits"]["hybrid"]
+    assert {"app/*/loop", "client/loop"} <= set(waits)
+    assert all(w["cpu_ms"] > 0 and w["wait_ms"] >= 0 for w in waits.values())
+
+
+def _variant(profile: Path, out: Path, **lines: str) -> Path:
+    """The fixture's profile with some `[calibration]` lines replaced (key = "value")."""
+    text = profile.read_text()
+    for key, value in lines.items():
+        head, sep, tail = text.partition(f"\n{key} = ")
+        assert sep, key
+        text = head + sep + value + "\n" + tail.split("\n", 1)[1]
+    out.write_text(text)
+    return out
+
+
+def _p50(summary: dict[str, Any], op: str = "session_validation") -> float:
+    return next(
+        r["p50_ms"]
+        for r in summary["latency"]
+        if (r["operation"], r["locality"], r["region"]) == (op, "same_region", "ap-ne")
+    )
+
+
+def test_the_threads_share_the_machines_cores(loop: dict[str, Path], tmp_path: Path) -> None:
+    """The same stack on one core and on many: on one, the password hashes (made 40 ms
+    of CPU here) take it from the loops whenever they run; on many they do not."""
+    text = loop["profile"].read_text()
+    head, sep, tail = text.partition('[steps."edge.verify_password"]\n')
+    assert sep
+    hashed = tmp_path / "hash40.toml"
+    hashed.write_text(
+        head + sep + tail.split("\n", 1)[0] + "\n"
+        'wait = { dist = "constant", value_ms = 40.0, source = "this test" }\n'
+        + tail.split("\n", 2)[2]
+    )
+
+    def run(cores: int) -> dict[str, Any]:
+        profile = _variant(hashed, tmp_path / f"c{cores}.toml", cores=str(cores))
+        out = tmp_path / f"sim{cores}"
+        flags = ["--profile", str(profile), "--qps", "400", "--duration", "20", *SIM]
+        assert simulate([*flags, "--results-dir", str(out)]) == 0
+        return json.loads((out / "sim" / "latest" / "summary.json").read_text())
+
+    one, many = run(1), run(16)
+    loops_one = one["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
+    loops_many = many["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
+    assert loops_many == 0.0 < loops_one
+    assert _p50(one) > _p50(many)
+    # The hash runs on the server's worker threads: its CPU is the step's whole rest.
+    hash_cpu = one["core_waits"]["hybrid"]["app/*/edge.verify_password"]["cpu_ms"]
+    logins = 400 * 0.01 * 0.5  # roughly: no exact count, only the order of magnitude
+    assert hash_cpu > 40 * logins * 20 * 0.2
+
+
+def test_the_hand_offs_carry_the_rest_of_the_machines_cpu(
+    loop: dict[str, Path], tmp_path: Path
+) -> None:
+    """The machine's CPU beyond the loops, hashes and load generator rides on the store
+    calls and the way in and out, one piece per hand-off that ran: a skipped store step
+    (a cache hit's database read) takes none."""
+    cal = load_world(str(loop["profile"])).profile.calibration
+    assert cal is not None
+    # 3 ms of rest per request at both loads, so the pieces are large enough to count.
+    text = loop["profile"].read_text()
+    for point in cal.speed:
+        extra = (
+            point.servers_cpu_ms_per_request
+            + point.load_generator_cpu_ms_per_request
+            + cal.threaded_cpu_ms_per_request
+            + 3.0
+        )
+        text = text.replace(
+            f"machine_cpu_ms_per_request = {json.dumps(point.machine_cpu_ms_per_request)}",
+            f"machine_cpu_ms_per_request = {extra!r}",
+        )
+    profile = tmp_path / "rest3.toml"
+    profile.write_text(text)
+    rest = load_world(str(profile)).profile.calibration
+    assert rest is not None and rest.rest_cpu_ms(60) == pytest.approx(3.0)
+    out = tmp_path / "sim"
+    flags = ["--profile", str(profile), "--duration", "30", *SIM, "--results-dir", str(out)]
+    assert simulate(flags) == 0
+    summary = json.loads((out / "sim" / "latest" / "summary.json").read_text())
+    hops = summary["core_waits"]["hybrid"]["hand-offs"]["cpu_ms"]
+    requests = summary["simulated_requests"]["hybrid"]
+    # The simulated mix takes as many hand-offs per request as the traced run did.
+    assert hops / requests == pytest.approx(3.0, rel=0.12)
 
 
 def test_the_load_generators_thread_queues_in_the_model(
@@ -282,7 +398,17 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
         "loadgen_runqueue_wait_s": load["loadgen_cpu_s"] * 0.4,
     }
     text = explain({"goal_met": False, "rows": [], "core_waits": core_waits(congested)})
-    assert "waited for a core 0.50 ms per ms of CPU" in text[0] and "0.40 ms per ms" in text[0]
+    assert "event loops 0.50 ms per ms of CPU" in text[0] and "thread 0.40 ms per ms" in text[0]
+    assert "had no model of them" in text[0]
+    # With the simulation: beside it, the calibration run's wait (inside the fitted times)
+    # and what the model's shared cores added.
+    waits = core_waits(congested, sim)
+    fitted = sim["calibration"]["speed"][0]
+    modelled = sim["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
+    assert waits["servers"]["calibration_per_cpu_ms"] == fitted["servers_runqueue_wait_per_cpu_ms"]
+    assert waits["servers"]["simulated_per_cpu_ms"] == modelled
+    text = explain({"goal_met": False, "rows": [], "core_waits": waits})
+    assert f"the model's shared cores {modelled:.2f}" in text[0] and "calibration run" in text[0]
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(

@@ -1,0 +1,141 @@
+"""The shared cores (sim.cores) against schedules worked by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import simpy
+
+from sim.cores import HAND_OFFS, CorePool, CoreThread
+
+
+def _at(env: simpy.Environment, t: float, fn: Callable[[], None]) -> None:
+    env.timeout(t).callbacks.append(lambda _e: fn())
+
+
+def _run_jobs(cores: int, jobs: list[tuple[float, float]]) -> list[float]:
+    """Finish times of (start, work) jobs run straight on a pool of `cores`."""
+    env = simpy.Environment()
+    pool = CorePool(env, cores)
+    done: list[float] = [0.0] * len(jobs)
+    for i, (start, work) in enumerate(jobs):
+        _at(
+            env, start, lambda i=i, work=work: pool.run(work, lambda t, i=i: done.__setitem__(i, t))
+        )
+    env.run()
+    return done
+
+
+def test_two_jobs_on_one_core_share_it() -> None:
+    assert _run_jobs(1, [(0, 2), (0, 2)]) == pytest.approx([4, 4])
+
+
+def test_three_jobs_on_two_cores_go_at_two_thirds() -> None:
+    assert _run_jobs(2, [(0, 3), (0, 3), (0, 3)]) == pytest.approx([4.5, 4.5, 4.5])
+
+
+def test_fewer_jobs_than_cores_run_at_full_speed() -> None:
+    assert _run_jobs(2, [(0, 3), (1, 1)]) == pytest.approx([3, 2])
+
+
+def test_a_later_arrival_slows_the_one_running() -> None:
+    # A: 4 ms from 0; B: 1 ms from 1. At 1, A has 3 left; both go at half speed, B ends
+    # at 3 with A 2 short, which A then does alone: 5.
+    assert _run_jobs(1, [(0, 4), (1, 1)]) == pytest.approx([5, 3])
+
+
+def test_busy_time_and_waiting_are_accounted_per_owner() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 1)
+    pool.run(2, None, "a")
+    pool.run(1, None, "b")
+    env.run()
+    # Both at half speed until b is done at 2, then a alone until 3.
+    assert env.now == pytest.approx(3)
+    assert pool.busy_ms == pytest.approx(3)
+    assert pool.utilisation(3) == pytest.approx(1)
+    assert pool.cpu_by == {"a": pytest.approx(2), "b": pytest.approx(1)}
+    assert pool.wait_by == {"a": pytest.approx(1), "b": pytest.approx(1)}
+
+
+def test_threads_account_to_their_group_and_visits_to_hand_offs() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 2)
+    CoreThread("app/ap-ne/loop", pool).submit(1.0, None)
+    CoreThread("app/us-west/loop", pool).submit(1.0, None)
+    pool.submit(1.0, None)
+    env.run()
+    # Three runnable on two cores: each at 2/3 speed, 1.5 ms, half a ms of it waiting.
+    assert env.now == pytest.approx(1.5)
+    assert pool.cpu_by == {"app/*/loop": pytest.approx(2), HAND_OFFS: pytest.approx(1)}
+    assert pool.wait_by == {"app/*/loop": pytest.approx(1), HAND_OFFS: pytest.approx(0.5)}
+
+
+def test_a_thread_runs_its_items_one_at_a_time_in_order() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 2)
+    loop = CoreThread("app/x/loop", pool)
+    done: list[tuple[str, float]] = []
+    for name, work in (("a", 1.0), ("b", 2.0), ("c", 1.0)):
+        loop.submit(work, lambda t, name=name: done.append((name, t)))
+    env.run()
+    # One thread uses one core, whatever the machine has: 1, then 3, then 4.
+    assert done == [("a", pytest.approx(1)), ("b", pytest.approx(3)), ("c", pytest.approx(4))]
+    assert loop.busy_ms == pytest.approx(4)
+    assert loop.served == 3
+
+
+def test_threads_compete_for_the_cores() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 1)
+    a, b = CoreThread("a", pool), CoreThread("b", pool)
+    done: dict[str, float] = {}
+    a.submit(2.0, lambda t: done.__setitem__("a", t))
+    b.submit(2.0, lambda t: done.__setitem__("b", t))
+    env.run()
+    # Two threads on one core: each at half speed.
+    assert done == {"a": pytest.approx(4), "b": pytest.approx(4)}
+
+
+def test_a_turn_thread_lets_its_customer_go_at_the_start() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 1)
+    sender = CoreThread("client/loop", pool, turn=True)
+    started: list[float] = []
+    for _ in range(3):
+        sender.submit(2.0, started.append)
+    env.run()
+    # Each waits only for the work of those before it: 0, 2, 4.
+    assert started == pytest.approx([0, 2, 4])
+    assert env.now == pytest.approx(6)
+
+
+def test_a_pool_of_threads_serves_several_at_once() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 4)
+    hashers = CoreThread("app/x/hash", pool, threads=2)
+    done: list[float] = []
+    for _ in range(3):
+        hashers.submit(20.0, done.append)
+    env.run()
+    assert done == pytest.approx([20, 20, 40])
+
+
+def test_a_done_that_submits_again_queues_behind_the_waiting() -> None:
+    env = simpy.Environment()
+    pool = CorePool(env, 1)
+    loop = CoreThread("loop", pool)
+    order: list[str] = []
+    loop.submit(1.0, lambda t: (order.append("a"), loop.submit(1.0, lambda t: order.append("a2"))))
+    loop.submit(1.0, lambda t: order.append("b"))
+    env.run()
+    assert order == ["a", "b", "a2"]
+
+
+def test_bad_sizes_are_refused() -> None:
+    env = simpy.Environment()
+    with pytest.raises(ValueError, match="at least one core"):
+        CorePool(env, 0)
+    with pytest.raises(ValueError, match="at least one thread"):
+        CoreThread("x", CorePool(env, 1), threads=0)
