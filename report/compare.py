@@ -435,19 +435,33 @@ def core_wait_note(result: dict[str, Any]) -> str | None:
     parts = [said("the servers' event loops", servers)]
     if client:
         parts.append(said("the load generator's thread", client))
-    modelled = servers.get("simulated_per_cpu_ms") is not None
-    return (
-        "waiting for a core: "
-        + ", ".join(parts)
-        + (
-            ". The model shares the machine's cores among every thread it knows of; what it "
-            "adds above the calibration run's wait falls short of the measured rise, and the "
-            "measured wait comes in bursts that slow every process at once"
-            if modelled
-            else ". The processes share the machine's cores, and this simulation had no "
-            "model of them (calibrate again: the profile lacks the machine's cores)"
+    return "waiting for a core: " + ", ".join(parts) + ". " + _wait_verdict(servers)
+
+
+def _wait_verdict(servers: dict[str, Any]) -> str:
+    """How the model's added wait for a core compares with the measured rise over the
+    calibration run (whose wait the fitted times hold already)."""
+    model, base = servers.get("simulated_per_cpu_ms"), servers.get("calibration_per_cpu_ms")
+    if model is None:
+        return (
+            "The processes share the machine's cores, and this simulation had no model of "
+            "them (calibrate again: the profile lacks the machine's cores)"
         )
+    if base is None:
+        return "The model shares the machine's cores among every thread it knows of"
+    rise = servers["per_cpu_ms"] - base
+    said = (
+        f"the model's shared cores added {model:.2f} ms per ms of CPU where the loops' wait "
+        f"rose {rise:.2f}"
     )
+    if model < 0.8 * rise:
+        return (
+            f"Short of the measurement: {said}, so some waiting for a core is not in the model "
+            "(the measured wait comes in bursts that slow every process at once)"
+        )
+    if model > 1.25 * rise:
+        return f"Beyond the measurement: {said}, so the model's cores are busier than the machine's"
+    return f"In the mean the model follows the measurement: {said}"
 
 
 def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str, Any]:

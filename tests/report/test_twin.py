@@ -25,7 +25,14 @@ from report.calibrate import (
     run_cpu_per_request,
 )
 from report.calibrate import main as calibrate
-from report.compare import core_waits, explain, ks_two_sample, machine_speed, speed_note
+from report.compare import (
+    core_wait_note,
+    core_waits,
+    explain,
+    ks_two_sample,
+    machine_speed,
+    speed_note,
+)
 from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
@@ -409,6 +416,14 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     assert waits["servers"]["simulated_per_cpu_ms"] == modelled
     text = explain({"goal_met": False, "rows": [], "core_waits": waits})
     assert f"the model's shared cores {modelled:.2f}" in text[0] and "calibration run" in text[0]
+    # The verdict sets the model's added wait against the measured rise over calibration.
+    rose = {"per_cpu_ms": 0.55, "calibration_per_cpu_ms": 0.2, "ms_per_request": 0.3}
+    short = core_wait_note({"core_waits": {"servers": {**rose, "simulated_per_cpu_ms": 0.1}}})
+    assert short and "Short of the measurement" in short and "rose 0.35" in short
+    beyond = core_wait_note({"core_waits": {"servers": {**rose, "simulated_per_cpu_ms": 0.6}}})
+    assert beyond and "Beyond the measurement" in beyond
+    follows = core_wait_note({"core_waits": {"servers": {**rose, "simulated_per_cpu_ms": 0.4}}})
+    assert follows and "In the mean the model follows" in follows
 
 
 def test_report_shows_the_twin_and_copies_into_the_run_folders(
