@@ -408,6 +408,46 @@ def _outcomes(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int
     return counts
 
 
+def cache_misses(
+    runs: list[tuple[str, int, dict[str, dict[str, list[int]]]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per locality and cache, misses as a count that every run starts with (keys not yet
+    cached) plus a share of the lookups that miss however warm the cache is (an entry
+    invalidated by a write, or expired): least squares over the runs' (requests offered,
+    lookups, hits), at least two runs of different sizes; none where a cache was looked up
+    in fewer than two of them. The hit rate then follows the run's size, as it does."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for locality in LOCALITIES:
+        for cache in sorted({c for _, _, counts in runs for c in counts[locality]}):
+            rows = [
+                (rid, requests, *counts[locality][cache])
+                for rid, requests, counts in runs
+                if counts[locality].get(cache, [0, 0])[0] > 0
+            ]
+            if len(rows) < 2 or len({r[1] for r in rows}) < 2:
+                continue
+            requests = np.array([float(r[1]) for r in rows])
+            lookups = np.array([float(r[2]) for r in rows])
+            misses = lookups - np.array([float(r[3]) for r in rows])
+            # misses = cold + steady * lookups, neither below zero.
+            a = np.column_stack([np.ones_like(lookups), lookups])
+            cold, steady = np.linalg.lstsq(a, misses, rcond=None)[0]
+            if steady < 0:
+                cold, steady = float(misses.mean()), 0.0
+            elif cold < 0:
+                cold, steady = 0.0, float(misses.sum() / lookups.sum())
+            out.setdefault(locality, {})[cache] = {
+                "cold_misses": round(float(cold), 3),
+                "steady_miss_ratio": round(float(steady), 6),
+                "lookups_per_request": round(float(lookups.sum() / requests.sum()), 6),
+                "source": "; ".join(
+                    f"run {rid}: {int(n - h)} misses in {int(n)} lookups, {req} requests"
+                    for rid, req, n, h in rows
+                ),
+            }
+    return out
+
+
 def _shares(world: Any, trace: dict[str, Any]) -> dict[str, list[int]]:
     """Per step share: [requests of its operation, requests that performed the step]."""
     catalog = world.operations.of("hybrid")
@@ -506,6 +546,18 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
             np.array(cpus), f"event-loop CPU of the request that prepares a {op}, {where}"
         )
     hit_rates = _outcomes(world, trace)
+    # With busier runs, the misses by a run's size (the cold keys, then a steady share).
+    sized = [(run_id, offered_requests(summary), hit_rates)]
+    for other in speed_runs:
+        other_summary, _, other_trace = load_run(other)
+        sized.append(
+            (
+                other_summary["run_id"],
+                offered_requests(other_summary),
+                _outcomes(world, other_trace),
+            )
+        )
+    misses = cache_misses(sized) if len(sized) > 1 else {}
     shares = _shares(world, trace)
     # The servers' capacity: one event loop per region, busy for the CPU the loops spent
     # in the run (their own clock, HTTP parsing and preparations included) per request
@@ -583,7 +635,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     machine = machine_lines(summary, trace)
     text = _render(
         run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
-        client, hit_rates, shares, world, speed, machine,
+        client, hit_rates, shares, world, speed, machine, misses,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".toml.tmp")
@@ -622,6 +674,7 @@ def _render(
     world: Any,
     speed: list[dict[str, Any]],
     machine: list[str],
+    misses: dict[str, dict[str, dict[str, Any]]],
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -663,6 +716,10 @@ def _render(
                 value = figure.value
                 source = f"no {locality} {cache} lookup in run {run_id}; the workload's figure"
             lines.append(f"{cache} = {_inline({'value': round(value, 6), 'source': source})}")
+        lines.append("")
+    for locality, caches in misses.items():
+        lines.append(f"[calibration.cache_misses.{locality}]")
+        lines += [f"{cache} = {_inline(fitted)}" for cache, fitted in caches.items()]
         lines.append("")
     lines.append("[calibration.step_share]")
     for name, figure in world.workload.step_share.items():

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from scenarios.distributions import Figure
 from scenarios.errors import ScenarioError
 from scenarios.operations import ARCHITECTURES, OperationCatalog
 from scenarios.profiles import Profile
@@ -196,11 +197,14 @@ def _cross_check(world: World) -> None:
                             )
 
 
-def calibrated_world(world: World) -> World:
+def calibrated_world(
+    world: World, qps: float | None = None, duration_s: float | None = None
+) -> World:
     """The world of a calibrated (`network = "emulated"`) profile: the load run's regions
     (traffic shares renormalised over them, cross-region users homed evenly in the others,
     as the load generator draws them), its mix, and the hit rates and step shares it
-    measured."""
+    measured. Given the load and length to model, a cache measured in runs of two sizes
+    takes the hit rate of a run of that size (`calibration.cache_misses`)."""
     cal = world.profile.calibration
     if cal is None:
         return world
@@ -237,6 +241,16 @@ def calibrated_world(world: World) -> World:
         loc: {**work.cache_hit_rate[loc], **cal.cache_hit_rate.get(loc, {})}
         for loc in work.cache_hit_rate
     }
+    if qps is not None and duration_s is not None:
+        for loc, caches in cal.cache_misses.items():
+            for cache, m in caches.items():
+                hit_rates[loc][cache] = Figure(
+                    value=m.hit_rate(qps, duration_s),
+                    source=(
+                        f"{m.cold_misses:g} cold misses and {m.steady_miss_ratio:.4f} of "
+                        f"lookups once warm, at {qps:g} QPS for {duration_s:g} s ({m.source})"
+                    ),
+                )
     workload = work.model_copy(
         update={
             "region_share": shares,

@@ -94,6 +94,23 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
     return out
 
 
+class CacheMisses(_Frozen):
+    """A cache's misses in a load run of the local stack: the keys every run starts
+    without (a count), then a share of the lookups however warm (an invalidated or expired
+    entry). Fitted by `make calibrate` from runs of different sizes."""
+
+    cold_misses: float = Field(ge=0)
+    steady_miss_ratio: float = Field(ge=0, le=1)
+    lookups_per_request: float = Field(gt=0)
+    source: str = Field(min_length=3)
+
+    def hit_rate(self, qps: float, duration_s: float) -> float:
+        """The expected hit rate of a run of `duration_s` seconds at `qps`."""
+        lookups = self.lookups_per_request * qps * duration_s
+        miss = self.steady_miss_ratio + (self.cold_misses / lookups if lookups > 0 else 1.0)
+        return max(0.0, 1.0 - min(miss, 1.0))
+
+
 class Calibration(_Frozen):
     """The load run an `emulated` profile was fitted from, and what that run offered.
 
@@ -128,6 +145,9 @@ class Calibration(_Frozen):
     # and out): the rest of the machine's CPU is spread over them.
     hops_per_request: float = Field(default=0.0, ge=0)
     cache_hit_rate: dict[str, dict[str, Figure]]
+    # Where two runs measured a cache: its misses by the run's size (stands in for
+    # `cache_hit_rate` in a simulation of a given load and length).
+    cache_misses: dict[str, dict[str, CacheMisses]] = Field(default_factory=dict)
     step_share: dict[str, Figure] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -133,7 +133,11 @@ def _calibrated_plan(
             f"({cal.qps:g} QPS, {','.join(cal.regions)}): drop MAU, LOAD and ARCH "
             "(QPS= sets another load)"
         )
-    world = calibrated_world(world)
+    qps = _number("QPS", args.qps, float, 0, strict=True) if args.qps else cal.qps
+    duration = _number("DURATION", given["duration"] or "120", float, 0, strict=True)
+    replications = _number("REPLICATIONS", given["replications"] or "2", int, 1)
+    # Each replication stands for one load run of its length, caches cold at its start.
+    world = calibrated_world(world, qps, duration / replications)
     regions = world.topology.regions
     if args.region != "all" and args.region not in regions:
         raise UsageError(
@@ -141,14 +145,12 @@ def _calibrated_plan(
             f"{', '.join(regions)}"
         )
     args.mau, args.load, args.arch = "local", "calibrated", "hybrid"
-    qps = _number("QPS", args.qps, float, 0, strict=True) if args.qps else cal.qps
-    duration = _number("DURATION", given["duration"] or "120", float, 0, strict=True)
     plan = SimulationPlan(
         args.profile,
         (("hybrid", qps, 1),),
         duration,
         _number("WARMUP", args.warmup, float, 0),
-        _number("REPLICATIONS", given["replications"] or "2", int, 1),
+        replications,
         seed=_number("SEED", args.seed, int, 0),
         workers=_number("WORKERS", args.workers, int, 0),
     )

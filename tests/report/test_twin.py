@@ -19,7 +19,9 @@ from report.__main__ import main as report_main
 from report.browser import rendered_dom
 from report.calibrate import (
     CalibrationError,
+    _outcomes,
     busier_run,
+    cache_misses,
     carried_qps,
     fit,
     run_cpu_per_request,
@@ -192,7 +194,44 @@ def test_calibration_measures_cpu_per_request_at_two_loads(
     # The capacity follows the load too: each point has the machine's CPU per request,
     # and the capacity is what every part carries with its CPU at that load.
     assert light.machine_cpu_ms_per_request and busy.machine_cpu_ms_per_request
+    # With two runs of different sizes, each cache's misses: the fit reproduces both runs'
+    # counts (two runs, two unknowns), unless a bound held one of them at zero.
+    world = load_world("seed")
+    for run in (loop["load"], loop["busy"]):
+        counts = _outcomes(world, json.loads((run / "trace.json").read_text()))
+        offered = sum(
+            r["n"] + r["errors"] for r in json.loads((run / "summary.json").read_text())["latency"]
+        )
+        for locality, caches in cal.cache_misses.items():
+            for cache, m in caches.items():
+                lookups, hits = counts[locality][cache]
+                predicted = m.cold_misses + m.steady_miss_ratio * lookups
+                if m.cold_misses > 0 and m.steady_miss_ratio > 0:
+                    assert predicted == pytest.approx(lookups - hits, abs=0.01)
+                assert m.lookups_per_request * offered == pytest.approx(lookups, rel=0.5)
+    assert cal.cache_misses["same_region"]["session"].source.count("run ") == 2
     assert "following the load (runs at 60 and 150 QPS" in cal.capacity_source
+
+
+def test_cache_misses_are_cold_keys_then_a_steady_share() -> None:
+    def runs(*rows: tuple[int, int, int]) -> list[tuple[str, int, dict[str, Any]]]:
+        return [
+            (f"r{i}", req, {"same_region": {"user": [n, h]}, "cross_region": {}})
+            for i, (req, n, h) in enumerate(rows)
+        ]
+
+    # 40 cold misses and 5 % of lookups: 1,000 lookups miss 90, 6,000 miss 340.
+    fitted = cache_misses(runs((6000, 1000, 910), (36000, 6000, 5660)))["same_region"]["user"]
+    assert fitted["cold_misses"] == pytest.approx(40)
+    assert fitted["steady_miss_ratio"] == pytest.approx(0.05)
+    assert fitted["lookups_per_request"] == pytest.approx(7000 / 42000, abs=1e-6)
+    assert "run r1: 340 misses in 6000 lookups" in fitted["source"]
+    # Fewer misses in the bigger run: no steady share, the cold misses their mean.
+    fewer = cache_misses(runs((6000, 480, 442), (36000, 3000, 2963)))["same_region"]["user"]
+    assert (fewer["cold_misses"], fewer["steady_miss_ratio"]) == (pytest.approx(37.5), 0.0)
+    # One run, or two of one size, cannot tell the two apart.
+    assert cache_misses(runs((6000, 1000, 910))) == {}
+    assert cache_misses(runs((6000, 1000, 910), (6000, 1000, 905))) == {}
 
 
 def test_capacity_follows_cpu_per_request_by_load() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from scenarios import ScenarioError, load_seed_targets, load_world
-from scenarios.loader import available_profiles
-from scenarios.profiles import Calibration
+from scenarios.loader import available_profiles, calibrated_world
+from scenarios.profiles import CacheMisses, Calibration
 from scenarios.workload import OPERATIONS
 
 
@@ -247,3 +248,56 @@ def test_calibration_speed_points_are_checked() -> None:
         Calibration.model_validate(_calibration(speed=_calibration()["speed"][::-1]))
     with pytest.raises(ValidationError, match="no point for the fitted run"):
         Calibration.model_validate(_calibration(run_id="another"))
+
+
+def test_rest_of_the_machine_is_what_the_named_parts_leave() -> None:
+    points = _calibration()["speed"]
+    points[0]["machine_cpu_ms_per_request"] = 2.5  # 0.9 + 0.6 + 0.2 hashing + 0.8
+    points[1]["machine_cpu_ms_per_request"] = 1.25  # 0.45 + 0.3 + 0.2 + 0.3
+    cal = Calibration.model_validate(
+        _calibration(speed=points, cores=2, threaded_cpu_ms_per_request=0.2)
+    )
+    assert cal.rest_cpu_ms(100) == pytest.approx(0.8)
+    assert cal.rest_cpu_ms(400) == pytest.approx(0.55)
+    assert cal.rest_cpu_ms(5000) == pytest.approx(0.3)
+    # Without the machine's figure there is no rest to spread.
+    assert Calibration.model_validate(_calibration(cores=2)).rest_cpu_ms(100) == 0.0
+    with pytest.raises(ValidationError, match="at least 1 thread"):
+        Calibration.model_validate(_calibration(threaded_steps={"edge.verify_password": 0}))
+
+
+def test_cache_misses_follow_the_runs_size() -> None:
+    misses = CacheMisses(
+        cold_misses=40, steady_miss_ratio=0.02, lookups_per_request=0.1, source="two runs"
+    )
+    # 100 QPS for 60 s: 600 lookups, 40 cold misses and 2 % of them: hit rate 1 - 40/600 - 0.02.
+    assert misses.hit_rate(100, 60) == pytest.approx(1 - 40 / 600 - 0.02)
+    assert misses.hit_rate(1000, 60) == pytest.approx(1 - 40 / 6000 - 0.02)
+    assert misses.hit_rate(1, 1) == 0.0  # fewer lookups than cold keys: every one misses
+
+
+def test_calibrated_world_takes_the_hit_rate_of_the_run_it_models() -> None:
+    world = load_world("seed")
+    fitted = {"value": 0.9, "source": "a run of 6,000 requests"}
+    misses = {
+        "cold_misses": 60,
+        "steady_miss_ratio": 0.0,
+        "lookups_per_request": 0.1,
+        "source": "runs",
+    }
+    cal = Calibration.model_validate(
+        _calibration(
+            cache_hit_rate={"cross_region": {"session": fitted}},
+            cache_misses={"cross_region": {"session": misses}},
+        )
+    )
+    profile = world.profile.model_copy(update={"calibration": cal})
+    local = dataclasses.replace(world, profile=profile)
+    # Without a load to model: the fitted run's own rate.
+    plain = calibrated_world(local)
+    assert plain.workload.cache_hit_rate["cross_region"]["session"].value == 0.9
+    # 1,000 QPS for 60 s: 6,000 lookups, 60 cold misses.
+    sized = calibrated_world(local, 1000, 60)
+    figure = sized.workload.cache_hit_rate["cross_region"]["session"]
+    assert figure.value == pytest.approx(0.99)
+    assert "60 cold misses" in figure.source and "1000 QPS for 60 s" in figure.source
