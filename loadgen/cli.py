@@ -21,7 +21,15 @@ from typing import Any
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
 from loadgen.recorder import Recorder, new_histogram
-from loadgen.servers import LOOP_CPU, LOOP_WAIT, MACHINE_BUSY, WALL, machine_busy_s
+from loadgen.servers import (
+    LOOP_CPU,
+    LOOP_WAIT,
+    MACHINE_BUSY,
+    SERVERS_CPU,
+    STORES_CPU,
+    WALL,
+    machine_busy_s,
+)
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
 from scenarios.results import new_run_dir, point_latest, write_json
@@ -175,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                 limits=_limits(config),
             ).start()
             config["urls"] = {r: stack.url(r) for r in config["regions"]}
+            # Whose CPU the run reads at its start and end (loadgen.servers).
+            config["pids"] = {
+                "servers": [p.pid for p in stack.processes.values()],
+                "stores": [s.process.pid for s in stack.stores if s.process is not None],
+            }
             assert stack.database_url is not None
             database_url = stack.database_url
             if actions:
@@ -332,6 +345,10 @@ def _row(op: str, locality: str, region: str, hist: Any, errors: dict[str, int])
     return row
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str, Any]:
     keys = sorted(set(rec.histograms) | set(rec.errors))
     rows = [_row(*k, rec.histograms.get(k), rec.errors.get(k, {})) for k in keys]
@@ -390,6 +407,10 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         # The machine's busy CPU seconds over the run, what it was busy with before any
         # load (cores' worth), and its cores: calibration's machine-wide capacity.
         "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),
+        # The stack's own processes over the run (none with HOST=): the servers' every
+        # thread (the loops, the HTTP threads, the hash workers) and Redis with PostgreSQL.
+        "server_process_cpu_s": _rounded(rec.server_counts.get(SERVERS_CPU)),
+        "stores_cpu_s": _rounded(rec.server_counts.get(STORES_CPU)),
         "machine_window_s": round(rec.server_counts.get(WALL, 0.0), 3),
         "machine_idle_busy_cores": config.get("idle_busy_cores"),
         "machine_cores": os.cpu_count(),

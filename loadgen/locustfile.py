@@ -102,7 +102,9 @@ def start_the_clock(**_: Any) -> None:
     gc.collect()
     gc.freeze()
     if not isinstance(ENVIRONMENT["env"].runner, WorkerRunner):
-        BEFORE.update(server_counts(URLS))  # after the sign-ins: only the run is counted
+        BEFORE.update(
+            server_counts(URLS, CONFIG.get("pids"))
+        )  # after the sign-ins: only the run is counted
         # The harness's fault driver times its actions from this wall-clock start.
         Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
     STATE["start"] = time.perf_counter() + 0.2
@@ -169,7 +171,9 @@ def _write(recorder: Recorder, path: str) -> None:
     recorder.cpu_s += _cpu_s()
     recorder.runqueue_wait_s += _waited_s()
     recorder.connections += SHARED_CONNECTIONS.opened
-    recorder.server_counts = {op: n - BEFORE.get(op, 0) for op, n in server_counts(URLS).items()}
+    recorder.server_counts = {
+        op: n - BEFORE.get(op, 0) for op, n in server_counts(URLS, CONFIG.get("pids")).items()
+    }
     Path(path).write_text(json.dumps(recorder.to_json()))
 
 

@@ -7,10 +7,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from server.infra import tree_cpu_seconds
+
 LOOP_CPU = "(event loop cpu_s)"  # a key of server_counts: the servers' loop CPU seconds
 LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for a core
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
+SERVERS_CPU = "(server processes cpu_s)"  # the stack's server processes, every thread
+STORES_CPU = "(stores cpu_s)"  # and its Redis and PostgreSQL processes
 
 
 def machine_busy_s() -> float:
@@ -24,9 +28,13 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def server_counts(urls: dict[str, str]) -> dict[str, float]:
+def server_counts(
+    urls: dict[str, str], pids: dict[str, list[int]] | None = None
+) -> dict[str, float]:
     """Requests each route has answered, summed over the regions' /metrics, and under
-    LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core)."""
+    LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core);
+    with the stack's `pids`, the CPU seconds of its server processes (SERVERS_CPU) and its
+    stores (STORES_CPU), each with all its threads and children."""
     counts: dict[str, float] = {}
     for url in urls.values():
         with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
@@ -39,6 +47,9 @@ def server_counts(urls: dict[str, str]) -> dict[str, float]:
                     counts[LOOP_CPU] = counts.get(LOOP_CPU, 0.0) + float(line.split()[1])
                 elif line.startswith("authscale_event_loop_runqueue_wait_seconds_total "):
                     counts[LOOP_WAIT] = counts.get(LOOP_WAIT, 0.0) + float(line.split()[1])
+    if pids:
+        counts[SERVERS_CPU] = tree_cpu_seconds(pids.get("servers", []))
+        counts[STORES_CPU] = tree_cpu_seconds(pids.get("stores", []))
     counts[MACHINE_BUSY] = machine_busy_s()
     counts[WALL] = time.monotonic()
     return counts

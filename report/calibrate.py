@@ -253,6 +253,14 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     machine = machine_cpu_per_request(summary)
     if machine is not None:
         point["machine_cpu_ms_per_request"] = machine
+    # The stack's own processes, read directly: the stores, and the servers' threads
+    # beside their loops (HTTP, the hash workers).
+    offered = offered_requests(summary)
+    stores, servers = summary.get("stores_cpu_s"), summary.get("server_process_cpu_s")
+    if stores is not None and servers is not None and offered:
+        point["stores_cpu_ms_per_request"] = round(1000.0 * stores / offered, 4)
+        other = servers - (summary.get("server_loop_cpu_s") or 0.0)
+        point["servers_other_cpu_ms_per_request"] = round(1000.0 * max(other, 0.0) / offered, 4)
     for part, wait_key, cpu_key in (
         ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
         ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),

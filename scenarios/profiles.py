@@ -71,6 +71,10 @@ class SpeedPoint(_Frozen):
     load_generator_cpu_ms_per_request: float = Field(gt=0)
     # Every process on the machine (/proc/stat) beyond its idle stack's.
     machine_cpu_ms_per_request: float | None = Field(default=None, gt=0)
+    # The stack's processes read directly: Redis and PostgreSQL, and the servers' threads
+    # beside their event loops (HTTP, the password-hash workers).
+    stores_cpu_ms_per_request: float | None = Field(default=None, ge=0)
+    servers_other_cpu_ms_per_request: float | None = Field(default=None, ge=0)
     # Time runnable but waiting for a core (schedstat) per ms of the CPU used.
     servers_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
     load_generator_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
@@ -88,9 +92,13 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
             np.interp(qps, at, [p.load_generator_cpu_ms_per_request for p in points])
         ),
     }
-    machine = [p.machine_cpu_ms_per_request for p in points]
-    if all(m is not None for m in machine):
-        out["machine"] = float(np.interp(qps, at, machine))  # type: ignore[arg-type]
+    for key, figures in (
+        ("machine", [p.machine_cpu_ms_per_request for p in points]),
+        ("stores", [p.stores_cpu_ms_per_request for p in points]),
+        ("servers_other", [p.servers_other_cpu_ms_per_request for p in points]),
+    ):
+        if all(m is not None for m in figures):
+            out[key] = float(np.interp(qps, at, figures))  # type: ignore[arg-type]
     return out
 
 
@@ -185,9 +193,16 @@ class Calibration(_Frozen):
     def rest_cpu_ms(self, qps: float) -> float:
         """CPU per request the machine spends at `qps` beyond the servers' loops, their
         worker threads' steps and the load generator: Redis, PostgreSQL, the servers' HTTP
-        threads, the kernel's loopback path. 0 without the machine's figure."""
+        threads. Read from those processes where the runs did; otherwise the machine's
+        whole figure less the others (which holds the kernel's loopback path too, but is a
+        small difference of large, noisy numbers). 0 without either."""
         expected = self.expected_cpu_ms(qps)
-        if expected is None or "machine" not in expected:
+        if expected is None:
+            return 0.0
+        if "stores" in expected and "servers_other" in expected:
+            direct = expected["stores"] + expected["servers_other"]
+            return max(direct - self.threaded_cpu_ms_per_request, 0.0)
+        if "machine" not in expected:
             return 0.0
         rest = (
             expected["machine"]

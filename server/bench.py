@@ -31,13 +31,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 from scenarios.results import new_run_dir, point_latest, write_json
 from server.app import DEMO_USER
 from server.client import REDIRECT, sign_in
-from server.infra import PostgresServer, RedisServer, free_port, serve_pinned, wait_http
+from server.infra import (
+    PostgresServer,
+    RedisServer,
+    free_port,
+    serve_pinned,
+    tree_cpu_seconds,
+    wait_http,
+)
 from server.security import b64url
 
 GOALS = {"session_validation": 0.8, "userinfo": 0.6, "token_issue": 0.25}
@@ -55,20 +61,6 @@ request = function()
   }, body)
 end
 """
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and all their descendants (threads included)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                t = proc.cpu_times()
-                total += t.user + t.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def _core_ticks() -> list[tuple[int, int]]:
@@ -241,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 script = token_scripts[turn] if name == "token_issue" else None
-                server0, stores0 = _cpu_seconds([server.pid]), _cpu_seconds(stores)
+                server0, stores0 = tree_cpu_seconds([server.pid]), tree_cpu_seconds(stores)
                 ticks0 = _core_ticks()
                 res = _wrk(base + path, turn_s, args.connections, headers, script)
-                res["server_cpu_s"] = _cpu_seconds([server.pid]) - server0
-                res["stores_cpu_s"] = _cpu_seconds(stores) - stores0
+                res["server_cpu_s"] = tree_cpu_seconds([server.pid]) - server0
+                res["stores_cpu_s"] = tree_cpu_seconds(stores) - stores0
                 res["ticks"] = [
                     (b1 - b0, t1 - t0)
                     for (b0, t0), (b1, t1) in zip(ticks0, _core_ticks(), strict=True)

@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 PG_USER = "authscale"
 PG_ROOT = Path(tempfile.gettempdir()) / "authscale-pg"
 
@@ -240,3 +242,18 @@ def serve_pinned(
          "--host", "127.0.0.1", "--port", str(port), "--no-log", app],
         env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants (threads included);
+    a process gone meanwhile counts nothing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
