@@ -305,6 +305,73 @@ def machine_lines(summary: dict[str, Any], trace: dict[str, Any]) -> list[str]:
     ]
 
 
+BASE_SLICE_NS = Path("/sys/kernel/debug/sched/base_slice_ns")
+KERNEL_BASE_SLICE_MS = 0.75  # EEVDF's sysctl_sched_base_slice before CPU scaling
+TICK_FALLBACK_MS = 4.0  # CONFIG_HZ=250, the usual distribution kernel's
+
+
+def _spin_on_cpu0(seconds: float, out: Any) -> None:
+    """Spin on CPU 0 and send the gaps (ms) in which another thread had the core."""
+    import time
+
+    os.sched_setaffinity(0, {0})
+    gaps = []
+    end = time.perf_counter() + seconds
+    last = time.perf_counter()
+    while last < end:
+        now = time.perf_counter()
+        if now - last > 0.0005:
+            gaps.append((now - last) * 1000.0)
+        last = now
+    out.put(gaps)
+
+
+def measure_tick_ms(seconds: float = 0.6) -> float | None:
+    """How long the scheduler lets one of two spinning processes on a core run before the
+    other: the timer tick, where the slice is shorter (the median gap each one sees).
+    None when it cannot be measured here (no CPU affinity, no gaps)."""
+    import multiprocessing as mp
+
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    spinners = [ctx.Process(target=_spin_on_cpu0, args=(seconds, out)) for _ in range(2)]
+    for p in spinners:
+        p.start()
+    gaps = [g for _ in spinners for g in out.get(timeout=seconds + 30)]
+    for p in spinners:
+        p.join()
+    return round(float(np.median(gaps)), 3) if len(gaps) >= 10 else None
+
+
+def scheduler_lines(cores: int) -> list[str]:
+    """The `[calibration.scheduler]` table: the kernel's base slice (read where debugfs
+    shows it, else its default scaled by the CPUs as Linux does: 0.75 ms times 1 + log2 of
+    up to 8 CPUs) and the tick, measured by two processes spinning on one core."""
+    try:
+        slice_ms = int(BASE_SLICE_NS.read_text()) / 1e6
+        slice_source = f"{BASE_SLICE_NS}"
+    except (OSError, ValueError):
+        slice_ms = KERNEL_BASE_SLICE_MS * (1 + int(np.log2(min(max(cores, 1), 8))))
+        slice_source = (
+            f"Linux's default base slice {KERNEL_BASE_SLICE_MS} ms scaled for {cores} CPUs "
+            "(1 + log2 of up to 8; kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG)"
+        )
+    tick = measure_tick_ms()
+    tick_source = (
+        "two processes spinning on one core took turns of this median length"
+        if tick is not None
+        else f"not measurable here; {TICK_FALLBACK_MS} ms, CONFIG_HZ=250"
+    )
+    table = {
+        "slice_ms": round(slice_ms, 4),
+        "tick_ms": tick if tick is not None else TICK_FALLBACK_MS,
+        "source": f"slice: {slice_source}; tick: {tick_source}",
+    }
+    return ["[calibration.scheduler]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()), ""]
+
+
 def carried_qps(limit_ms_per_s: float, cost_ms: Callable[[np.ndarray], np.ndarray]) -> float:
     """The highest QPS at which `cost_ms(qps)` per request stays within `limit_ms_per_s`:
     the point of a fine grid before the demand first exceeds it (CPU per request falls with
@@ -709,6 +776,9 @@ def _render(
         f"capacity_source = {json.dumps(capacity_source)}",
         "",
     ]
+    cores = summary.get("machine_cores")
+    if cores:
+        lines += scheduler_lines(int(cores))
     for point in speed:
         lines.append("[[calibration.speed]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in point.items()]

@@ -102,6 +102,15 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
     return out
 
 
+class Scheduler(_Frozen):
+    """How the machine's kernel shares a core (EEVDF): the base slice a thread is given
+    before others are due, and the timer tick at which a running thread is reconsidered."""
+
+    slice_ms: float = Field(gt=0)
+    tick_ms: float = Field(gt=0)
+    source: str = Field(min_length=3)
+
+
 class CacheMisses(_Frozen):
     """A cache's misses in a load run of the local stack: the keys every run starts
     without (a count), then a share of the lookups however warm (an invalidated or expired
@@ -142,6 +151,9 @@ class Calibration(_Frozen):
     # cores, shared (sim.cores): the loops, the load generator, the `threaded_steps`, and
     # the rest of the machine's CPU (speed points' machine CPU less all of those).
     cores: int | None = Field(default=None, ge=1)
+    # With it, the cores are shared as the kernel does (sim.cores.FairCorePool); without
+    # it, in equal shares (processor sharing).
+    scheduler: Scheduler | None = None
     # Cores' worth of CPU the machine was busy with before the load started.
     idle_busy_cores: float = Field(default=0.0, ge=0)
     # Steps whose measured rest is CPU in a pool of the server's worker threads (the

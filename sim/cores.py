@@ -18,7 +18,7 @@ schedules.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -68,8 +68,9 @@ class CorePool:
             self.busy_ms += done * n
         self._at = now
 
-    def run(self, work_ms: float, done: Done | None, owner: str = "") -> None:
-        """Start `work_ms` of CPU now for `owner`; `done(t)` is called when it is done."""
+    def run(self, work_ms: float, done: Done | None, owner: str = "", entity: Any = None) -> None:
+        """Start `work_ms` of CPU now for `owner`; `done(t)` is called when it is done.
+        (`entity`, the thread it runs on, matters to schedulers that remember threads.)"""
         now = self.env.now
         self._catch_up(now)
         self.served += 1
@@ -80,6 +81,10 @@ class CorePool:
         self._jobs.append([work_ms, done, owner])
         if not self._firing:
             self._replan(now)
+
+    def entity(self) -> Any:
+        """A new thread's scheduler state (processor sharing keeps none)."""
+        return None
 
     def submit(self, work_ms: float, done: Done | None) -> None:
         """A request's visit of its own: a hand-off to another process (a store, the HTTP
@@ -145,6 +150,7 @@ class CoreThread:
         self.group = "/".join([parts[0], "*", *parts[2:]]) if len(parts) > 2 else name
         self._queue: deque[tuple[float, Done | None]] = deque()
         self._running = 0
+        self._threads: list[Any] = []  # the scheduler's state of the idle threads
         self.busy_ms = 0.0  # the work done, in ms of CPU (time on a core, not waiting)
         self.served = 0
 
@@ -159,15 +165,17 @@ class CoreThread:
 
     def _start(self, work_ms: float, done: Done | None) -> None:
         self._running += 1
+        thread = self._threads.pop() if self._threads else self.pool.entity()
         if self.turn:
             if done is not None:
                 done(self.pool.env.now)
-            self.pool.run(work_ms, self._finished, self.group)
+            self.pool.run(work_ms, lambda t: self._finished(t, None, thread), self.group, thread)
         else:
-            self.pool.run(work_ms, lambda t: self._finished(t, done), self.group)
+            self.pool.run(work_ms, lambda t: self._finished(t, done, thread), self.group, thread)
 
-    def _finished(self, t: float, done: Done | None = None) -> None:
+    def _finished(self, t: float, done: Done | None, thread: Any) -> None:
         self._running -= 1
+        self._threads.append(thread)
         if self._queue:
             # The next in line starts before `done` can queue anything behind it.
             self._start(*self._queue.popleft())
@@ -176,3 +184,182 @@ class CoreThread:
 
     def utilisation(self, elapsed_ms: float) -> float:
         return self.busy_ms / (elapsed_ms * self.servers) if elapsed_ms > 0 else 0.0
+
+
+class _Entity:
+    """A thread as the scheduler sees it: its virtual runtime, lag and deadline."""
+
+    __slots__ = ("core", "d", "job", "lag", "started", "v")
+
+    def __init__(self) -> None:
+        self.v = 0.0  # virtual runtime: ms of CPU (every thread weighs the same)
+        self.lag = 0.0  # how far behind the average it went to sleep
+        self.d = 0.0  # virtual deadline
+        self.job: list[Any] | None = None  # [remaining ms, done, owner, entity]
+        self.core = -1  # the core it runs on, -1 when waiting
+        self.started = 0.0  # when it got the core
+
+
+class FairCorePool(CorePool):
+    """The machine's cores as Linux's EEVDF scheduler shares them, to the tick.
+
+    Every runnable thread has a virtual runtime (its CPU time) and a deadline a slice
+    beyond it. A core runs, of the threads whose virtual runtime is not ahead of the
+    average, the one with the earliest deadline; it is reconsidered when a thread wakes up
+    (which preempts a running one with a later deadline), when its work is done, and at
+    each timer tick once it has run its slice. A thread that slept keeps its lag (clamped),
+    so a thread that has used less than its share preempts one that computes for long; two
+    that compute without sleeping take turns a tick long. `slice_ms` and `tick_ms` are the
+    kernel's (see the README: measured on this machine)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        cores: int,
+        slice_ms: float,
+        tick_ms: float,
+        name: str = "machine/cores",
+    ) -> None:
+        super().__init__(env, cores, name)
+        if slice_ms <= 0 or tick_ms <= 0:
+            raise ValueError(f"{name}: slice and tick must be positive ({slice_ms}, {tick_ms})")
+        self.slice_ms = slice_ms
+        self.tick_ms = tick_ms
+        self.lag_limit = max(2 * slice_ms, tick_ms)
+        self._running: list[_Entity | None] = [None] * cores
+        self._waiting: list[_Entity] = []
+        self._token = [0] * cores  # a core's pending completion event's number
+        self._ticking = False
+
+    def entity(self) -> _Entity:
+        """A new thread of this machine (a thread's state lives as long as the thread)."""
+        return _Entity()
+
+    # -- the scheduler's arithmetic ----------------------------------------------------
+    def _v(self, e: _Entity, now: float) -> float:
+        return e.v + (now - e.started if e.core >= 0 else 0.0)
+
+    def _average(self, now: float) -> float:
+        es = [e for e in self._running if e is not None] + self._waiting
+        return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
+
+    def _pick(self, now: float) -> _Entity | None:
+        if not self._waiting:
+            return None
+        avg = self._average(now)
+        eligible = [e for e in self._waiting if e.v <= avg + _EPS_MS]
+        pool = eligible or self._waiting
+        return min(pool, key=lambda e: e.d)
+
+    # -- running work ------------------------------------------------------------------
+    def run(
+        self, work_ms: float, done: Done | None, owner: str = "", entity: _Entity | None = None
+    ) -> None:
+        now = self.env.now
+        self.served += 1
+        if work_ms <= 0.0:
+            if done is not None:
+                done(now)
+            return
+        e = entity if entity is not None else _Entity()
+        if e.job is not None:
+            raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
+        e.job = [work_ms, done, owner, now]
+        # Wake up: placed at the average less the lag it kept, a slice to its deadline.
+        e.v = self._average(now) - e.lag
+        e.d = e.v + self.slice_ms
+        self._waiting.append(e)
+        free = next((c for c, r in enumerate(self._running) if r is None), -1)
+        if free >= 0:
+            self._dispatch(free, now)
+        else:
+            # Wake-up preemption. The running threads are brought up to date first: one
+            # past its deadline gets the next and is picked anew; otherwise the one due
+            # last gives way if the woken one is eligible and due earlier.
+            for c, r in enumerate(self._running):
+                if r is not None and self._v(r, now) >= r.d:
+                    r.d = self._v(r, now) + self.slice_ms
+                    self._preempt(c, now)
+                    self._dispatch(c, now)
+            if e.core < 0:
+                c, r = max(
+                    ((c, r) for c, r in enumerate(self._running) if r is not None),
+                    key=lambda cr: cr[1].d,
+                )
+                if e.v <= self._average(now) + _EPS_MS and e.d < r.d:
+                    self._preempt(c, now)
+                    self._dispatch(c, now)
+        if not self._ticking:
+            self._ticking = True
+            self.env.process(self._ticks())
+
+    def _preempt(self, core: int, now: float) -> None:
+        e = self._running[core]
+        assert e is not None and e.job is not None
+        ran = now - e.started
+        e.v += ran
+        e.job[0] -= ran
+        self._account(e, ran)
+        e.core = -1
+        e.job[3] = now
+        self._running[core] = None
+        self._token[core] += 1
+        self._waiting.append(e)
+
+    def _account(self, e: _Entity, ran: float) -> None:
+        assert e.job is not None
+        owner = e.job[2]
+        self.cpu_by[owner] = self.cpu_by.get(owner, 0.0) + ran
+        self.busy_ms += ran
+
+    def _dispatch(self, core: int, now: float) -> None:
+        e = self._pick(now)
+        if e is None:
+            return
+        self._waiting.remove(e)
+        assert e.job is not None
+        waited = now - e.job[3]
+        if waited > 0:
+            self.wait_by[e.job[2]] = self.wait_by.get(e.job[2], 0.0) + waited
+        e.core = core
+        e.started = now
+        self._running[core] = e
+        self._token[core] += 1
+        token = self._token[core]
+        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+
+    def _done(self, core: int, token: int) -> None:
+        if token != self._token[core]:
+            return  # preempted since
+        now = self.env.now
+        e = self._running[core]
+        assert e is not None and e.job is not None
+        ran = now - e.started
+        self._account(e, ran)
+        e.v += ran
+        job, e.job = e.job, None
+        e.core = -1
+        self._running[core] = None
+        self._token[core] += 1
+        avg = self._average(now)
+        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v)) if self._waiting else 0.0
+        self._dispatch(core, now)
+        if job[1] is not None:
+            job[1](now)
+
+    def _ticks(self) -> Generator[simpy.Event, None, None]:
+        """The timer tick, on every core: a thread past its deadline gets a new one, and
+        gives way to an eligible thread due earlier."""
+        while self._waiting or any(r is not None for r in self._running):
+            yield self.env.timeout(self.tick_ms)
+            now = self.env.now
+            for core, r in enumerate(self._running):
+                if r is None or not self._waiting:
+                    continue
+                if self._v(r, now) >= r.d:
+                    r.d = self._v(r, now) + self.slice_ms
+                    best = self._pick(now)
+                    if best is not None and best.d < r.d:
+                        self._preempt(core, now)
+                        self._dispatch(core, now)
+        self._ticking = False

@@ -32,7 +32,7 @@ from sim.components import (
     RedisCluster,
     delay_of,
 )
-from sim.cores import CorePool, CoreThread
+from sim.cores import CorePool, CoreThread, FairCorePool
 from sim.errors import SimulationError
 from sim.queues import FcfsStation, TurnStation
 from sim.sampling import Stream, stream_of, uniform01
@@ -256,9 +256,15 @@ class SystemModel:
             if cal.cores is None:
                 self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
             else:
-                # ... and every thread of the machine waits for one of its cores, which
-                # the threads that can run share equally (processor sharing, sim.cores).
-                cores = self.cores = CorePool(self.env, cal.cores)
+                # ... and every thread of the machine waits for one of its cores, shared
+                # as the kernel shares them (EEVDF to the tick; sim.cores), or equally
+                # where the profile lacks the scheduler's figures.
+                sched = cal.scheduler
+                cores = self.cores = (
+                    FairCorePool(self.env, cal.cores, sched.slice_ms, sched.tick_ms)
+                    if sched is not None
+                    else CorePool(self.env, cal.cores)
+                )
                 self.app = {r: CoreThread(f"app/{r}/loop", cores, servers) for r in topo.regions}
                 self.threaded = {
                     label: {
