@@ -1,18 +1,23 @@
-"""The machine's cores, shared by every thread that wants one (processor sharing).
+"""The machine's cores, shared by every thread that wants one.
 
 The local stack runs its server processes, the load generator, Redis, PostgreSQL and the
 password hashes on a few cores. When more threads are runnable than there are cores,
-the scheduler shares the cores among them; over a few milliseconds that is processor
-sharing: `n` runnable threads on `c` cores each advance at min(1, c / n) of a core's
-speed. A thread's work item therefore has no departure time known when it arrives (a
-later arrival slows it down), unlike the FCFS stations of `sim.queues`: the pool keeps
-each runnable item's remaining work and one pending SimPy event for the next completion,
-and re-plans at every arrival and departure.
+the kernel shares the cores among them, so a thread's work item has no departure time
+known when it arrives (a later arrival can delay it), unlike the FCFS stations of
+`sim.queues`: a pool keeps the runnable items and plans the next event as it goes.
 
-`CoreThread` is a thread (an event loop, the load generator's senders, a hashing pool):
-its work items run one at a time per thread in arrival order, and only the running item
-holds a share of the cores. tests/sim/test_cores.py checks both against hand-worked
-schedules.
+- `CorePool`: processor sharing, `n` runnable items on `c` cores each at min(1, c / n)
+  of a core's speed; re-planned at every arrival and departure. The model's fallback
+  where a profile lacks the scheduler's figures.
+- `FairCorePool`: the cores as Linux's EEVDF scheduler shares them, to the timer tick
+  (virtual runtimes, lag kept over sleep, deadlines a base slice apart, wake-up
+  preemption), which is what makes a light thread preempt and a heavy one wait a tick.
+- `CoreThread`: a thread (an event loop, the load generator's senders, a hashing pool):
+  its work items run one at a time per thread in arrival order, and only the running
+  item wants a core.
+
+tests/sim/test_cores.py checks them against hand-worked schedules and against the
+wake-up delays measured on the machine.
 """
 
 from __future__ import annotations
