@@ -243,7 +243,6 @@ class SystemModel:
         self.app: dict[str, Station] = {}
         self.cpu_scale = {"servers": 1.0, "load_generator": 1.0}
         self.cores: CorePool | None = None
-        self.rest_cpu_ms = 0.0
         self.hop_ms = 0.0
         self.hop: Stream = _ZERO
         self.threaded: dict[str, dict[str, CoreThread]] = {}
@@ -539,15 +538,14 @@ class SystemModel:
                     self.env.process(self._background(station, qps, cpu))
         cal = world.profile.calibration
         if self.cores is not None and cal is not None and cfg.qps > 0:
-            # The rest of the machine's CPU (Redis, PostgreSQL, the HTTP threads, the
-            # kernel; what was busy before the load): measured per request, drawn as one
-            # exponential piece of work per request, which no timed request waits for.
+            # What was busy before the load, and the rest of the stack's CPU where no
+            # hand-offs carry it: one exponential piece of work per request, which no
+            # timed request waits for.
             rest_ms = (
                 0.0 if self.hop_ms else cal.rest_cpu_ms(cfg.qps)
             ) + cal.idle_busy_cores * 1000.0 / cfg.qps
             if rest_ms > 0:
                 rng = self.rng
-                self.rest_cpu_ms = rest_ms
                 self.env.process(
                     self._background(self.cores, cfg.qps, lambda: float(rng.exponential(rest_ms)))
                 )
