@@ -306,6 +306,7 @@ def machine_lines(summary: dict[str, Any], trace: dict[str, Any]) -> list[str]:
 
 
 BASE_SLICE_NS = Path("/sys/kernel/debug/sched/base_slice_ns")
+TASK_SCHED = Path("/proc/self/sched")  # a task's scheduler state, `se.slice` in ns
 KERNEL_BASE_SLICE_MS = 0.75  # EEVDF's sysctl_sched_base_slice before CPU scaling
 TICK_FALLBACK_MS = 4.0  # CONFIG_HZ=250, the usual distribution kernel's
 
@@ -345,13 +346,29 @@ def measure_tick_ms(seconds: float = 0.6) -> float | None:
     return round(float(np.median(gaps)), 3) if len(gaps) >= 10 else None
 
 
-def scheduler_lines(cores: int) -> list[str]:
-    """The `[calibration.scheduler]` table: the kernel's base slice (read where debugfs
-    shows it, else its default scaled by the CPUs as Linux does: 0.75 ms times 1 + log2 of
-    up to 8 CPUs) and the tick, measured by two processes spinning on one core."""
+def task_slice_ms() -> float | None:
+    """The slice the kernel gives this process (`se.slice` in /proc/self/sched, where the
+    kernel shows it: EEVDF's base slice for a thread that asked for no other)."""
     try:
-        slice_ms = int(BASE_SLICE_NS.read_text()) / 1e6
-        slice_source = f"{BASE_SLICE_NS}"
+        for line in TASK_SCHED.read_text().splitlines():
+            if line.startswith("se.slice"):
+                return int(line.split(":")[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def scheduler_lines(cores: int) -> list[str]:
+    """The `[calibration.scheduler]` table: the kernel's base slice (this process's, as
+    /proc/self/sched or debugfs shows it; else Linux's default scaled by the CPUs: 0.75 ms
+    times 1 + log2 of up to 8) and the tick, measured by two processes spinning on one
+    core."""
+    slice_ms = task_slice_ms()
+    slice_source = f"se.slice of {TASK_SCHED}"
+    try:
+        if slice_ms is None:
+            slice_ms = int(BASE_SLICE_NS.read_text()) / 1e6
+            slice_source = f"{BASE_SLICE_NS}"
     except (OSError, ValueError):
         slice_ms = KERNEL_BASE_SLICE_MS * (1 + int(np.log2(min(max(cores, 1), 8))))
         slice_source = (

@@ -25,6 +25,7 @@ from report.calibrate import (
     carried_qps,
     fit,
     run_cpu_per_request,
+    task_slice_ms,
 )
 from report.calibrate import main as calibrate
 from report.compare import (
@@ -121,7 +122,9 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     # How the kernel shares a core: its base slice (scaled for the CPUs as Linux does,
     # where debugfs does not show it) and the tick, measured by two spinning processes.
     sched = cal["scheduler"]
-    if "debug/sched" not in sched["source"]:
+    if "se.slice" in sched["source"]:
+        assert sched["slice_ms"] == task_slice_ms()
+    elif "debug/sched" not in sched["source"]:
         cpus = min(cal["cores"], 8)
         assert sched["slice_ms"] == pytest.approx(0.75 * (1 + cpus.bit_length() - 1))
     assert 0.5 <= sched["tick_ms"] <= 50 and "tick:" in sched["source"]
@@ -243,6 +246,26 @@ def test_cache_misses_are_cold_keys_then_a_steady_share() -> None:
     # One run, or two of one size, cannot tell the two apart.
     assert cache_misses(runs((6000, 1000, 910))) == {}
     assert cache_misses(runs((6000, 1000, 910), (6000, 1000, 905))) == {}
+
+
+def test_the_kernels_slice_is_read_where_it_shows_and_scaled_where_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import report.calibrate as cal
+
+    sched = tmp_path / "sched"
+    sched.write_text("se.exec_start : 1.0\nse.slice                 :              1400000\n")
+    monkeypatch.setattr(cal, "TASK_SCHED", sched)
+    assert cal.task_slice_ms() == 1.4
+    monkeypatch.setattr(cal, "measure_tick_ms", lambda: None)
+    lines = cal.scheduler_lines(2)
+    assert "slice_ms = 1.4" in lines and "tick_ms = 4.0" in lines
+    # No /proc/self/sched and no debugfs: Linux's default, scaled for the CPUs.
+    monkeypatch.setattr(cal, "TASK_SCHED", tmp_path / "absent")
+    monkeypatch.setattr(cal, "BASE_SLICE_NS", tmp_path / "absent")
+    assert cal.task_slice_ms() is None
+    assert "slice_ms = 1.5" in cal.scheduler_lines(2)
+    assert "slice_ms = 2.25" in cal.scheduler_lines(4)
 
 
 def test_capacity_follows_cpu_per_request_by_load() -> None:
