@@ -237,6 +237,13 @@ def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:
     return round(1000.0 * max(load_busy, 0.0) / offered, 4) or None
 
 
+# A load run's summary keys for each part's time waiting for a core and its CPU.
+RUNQUEUE_WAITS = (
+    ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
+    ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
+)
+
+
 def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """A run's CPU per request offered, as a `[[calibration.speed]]` point."""
     cpu = run_cpu_per_request(summary)
@@ -261,10 +268,7 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
         point["stores_cpu_ms_per_request"] = round(1000.0 * stores / offered, 4)
         other = servers - (summary.get("server_loop_cpu_s") or 0.0)
         point["servers_other_cpu_ms_per_request"] = round(1000.0 * max(other, 0.0) / offered, 4)
-    for part, wait_key, cpu_key in (
-        ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
-        ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
-    ):
+    for part, wait_key, cpu_key in RUNQUEUE_WAITS:
         if summary.get(wait_key) is not None and summary.get(cpu_key):
             point[f"{part}_runqueue_wait_per_cpu_ms"] = round(
                 summary[wait_key] / summary[cpu_key], 4

@@ -29,7 +29,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from report.calibrate import offered_requests, run_cpu_per_request
+from report.calibrate import RUNQUEUE_WAITS, offered_requests, run_cpu_per_request
 from scenarios.profiles import SpeedPoint, expected_cpu_ms
 from scenarios.results import (
     LOG_BIN_LO_MS,
@@ -389,10 +389,7 @@ def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[
     )
     modelled = ((sim or {}).get("core_waits") or {}).get("hybrid") or {}
     out: dict[str, Any] = {}
-    for part, wait_key, cpu_key in (
-        ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
-        ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
-    ):
+    for part, wait_key, cpu_key in RUNQUEUE_WAITS:
         wait, cpu = load.get(wait_key), load.get(cpu_key)
         out[part] = (
             {
