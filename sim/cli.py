@@ -21,6 +21,7 @@ from sim.legacy_limits import render as render_limits
 from sim.model import max_reduction, node_counts
 from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
 from sim.runner import SimulationPlan, run_plan
+from sim.stats import spell_shares
 from sim.summary import averages, findings, latency_rows
 from sim.table import averages_table, latency_table, region_p50_matrix
 
@@ -346,6 +347,8 @@ def _summary(
             for a, r in results.items()
             if r.core_time
         },
+        # ... and its slow spells: runs of requests that slowed together (logins marked).
+        "slow_spells": {a: spell_shares(r.spells) for a, r in results.items() if r.spells},
         "p99_ci_half_width_pct_max": widest["p99_ci_half_width_pct"] if widest else None,
         "p99_ci_half_width_widest_cell": (
             {k: widest[k] for k in ("architecture", "operation", "locality", "region", "n")}

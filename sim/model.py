@@ -210,6 +210,11 @@ class SystemModel:
         self.traced = [0] * len(self.cells)
         self.arrived = 0
         self.completed = 0
+        # The local stack's runs keep every measured request's latency and cell in the
+        # order they completed, as the load generator's trace does: for slow spells.
+        self.in_order: tuple[array[float], array[int]] | None = (
+            (array("d"), array("i")) if self.cores is not None else None
+        )
         self._timeout_ms = world.workload.client_timeout_ms.value
         # Shared by every request: SimPy only reads an event's callbacks list.
         self._on_arrival: list[Callable[[Any], None]] = [self._resume]
@@ -737,6 +742,9 @@ class SystemModel:
             return
         batch = int((t0 - cfg.warmup_ms) * cfg.batches / cfg.duration_ms)
         self.latencies[cell * cfg.batches + min(batch, cfg.batches - 1)].append(latency)
+        if self.in_order is not None:
+            self.in_order[0].append(latency)
+            self.in_order[1].append(cell)
         if spent is not None:
             self.traced[cell] += 1
             for label, ms in spent:

@@ -21,6 +21,7 @@ import numpy as np
 
 from scenarios.loader import World
 from sim.model import RunConfig, SystemModel
+from sim.stats import slow_spells
 
 Cell = tuple[str, str, str]  # (operation, locality, edge region)
 
@@ -77,6 +78,8 @@ class ArchitectureResult:
     # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core]
     # summed over the replications (sim.cores).
     core_time: dict[str, list[float]] = field(default_factory=dict)
+    # The local stack's slow spells (sim.stats.slow_spells, logins marked), summed likewise.
+    spells: dict[str, float] = field(default_factory=dict)
 
 
 def _run_one(
@@ -108,7 +111,15 @@ def _run_one(
         group = station.name.rsplit("/", 1)[0]
         util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
     cores = getattr(model, "cores", None)
+    spells = {}
+    if model.in_order is not None:
+        latency, cell_of = model.in_order
+        logins = np.array([c[0] == "login" for c in model.cells])
+        spells = slow_spells(
+            np.frombuffer(latency, dtype=float), logins[np.frombuffer(cell_of, dtype="i")]
+        )
     return {
+        "spells": spells,
         "cells": cells,
         "core_time": (
             {g: [cpu, cores.wait_by.get(g, 0.0)] for g, cpu in cores.cpu_by.items()}
@@ -243,6 +254,8 @@ def _pool(
         res.cpu_s += out["cpu_s"]
         for group, u in out["utilisation"].items():
             res.utilisation[group] = max(res.utilisation.get(group, 0.0), u)
+        for key, count in out["spells"].items():
+            res.spells[key] = res.spells.get(key, 0.0) + count
         for group, (cpu, wait) in out["core_time"].items():
             total = res.core_time.setdefault(group, [0.0, 0.0])
             total[0] += cpu

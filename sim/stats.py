@@ -70,3 +70,47 @@ def percentile_interval(
         return Interval(lo, hi, "batch_means")
     lo, hi = order_statistic_interval(pooled_sorted, percentile)
     return Interval(lo, hi, "order_statistic")
+
+
+SPELL = 50  # requests in a row that make one spell
+SLOW_SPELL_FACTOR = 4.0  # a slow spell's median latency over this many times the run's
+
+
+def slow_spells(
+    latencies: np.ndarray, marked: np.ndarray, spell: int = SPELL, factor: float = SLOW_SPELL_FACTOR
+) -> dict[str, float]:
+    """Slow spells in a run's latencies, in the order the requests completed: cut into
+    spells of `spell` requests in a row, a spell is slow when its median exceeds `factor`
+    times the median of the whole run (every request in it slowed together, as when the
+    machine stalls, not one unlucky request). Counts, so that runs add up: the spells and
+    slow ones, and the requests and `marked` requests (say, the logins) overall and in the
+    slow spells, to tell whether the marked kind comes with the slow spells."""
+    lat = np.asarray(latencies, dtype=float)
+    mark = np.asarray(marked, dtype=bool)
+    n = len(lat) // spell
+    out = {"spells": float(n), "slow": 0.0, "requests": float(n * spell), "marked": 0.0}
+    out |= {"requests_in_slow": 0.0, "marked_in_slow": 0.0}
+    if n == 0:
+        return out
+    lat, mark = lat[: n * spell].reshape(n, spell), mark[: n * spell].reshape(n, spell)
+    slow = np.median(lat, axis=1) > factor * float(np.median(lat))
+    out["slow"] = float(slow.sum())
+    out["marked"] = float(mark.sum())
+    out["requests_in_slow"] = float(slow.sum() * spell)
+    out["marked_in_slow"] = float(mark[slow].sum())
+    return out
+
+
+def spell_shares(counts: dict[str, float]) -> dict[str, float | None]:
+    """`slow_spells` counts (summed over runs) as shares: of the spells, the slow ones; of
+    the requests overall and in the slow spells, the marked ones."""
+
+    def share(a: str, b: str) -> float | None:
+        return round(counts[a] / counts[b], 4) if counts.get(b) else None
+
+    return {
+        "spells": counts.get("spells", 0.0),
+        "slow_share": share("slow", "spells"),
+        "marked_share": share("marked", "requests"),
+        "marked_share_in_slow": share("marked_in_slow", "requests_in_slow"),
+    }

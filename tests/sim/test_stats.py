@@ -10,6 +10,8 @@ from sim.stats import (
     min_batch_samples,
     order_statistic_interval,
     percentile_interval,
+    slow_spells,
+    spell_shares,
 )
 
 
@@ -45,3 +47,28 @@ def test_interval_method_depends_on_samples_per_batch() -> None:
     assert ci.low <= np.percentile(pooled, 99) <= ci.high
     assert percentile_interval([np.array([1.0])], np.array([1.0]), 50) is None
     assert min_batch_samples(50) == 40 and min_batch_samples(99) == 2000
+
+
+def test_slow_spells_find_requests_that_slowed_together() -> None:
+    # Ten spells of 50 at 2 ms; in spells 3 and 7 every request took 20 ms and each holds
+    # two of the three logins. One lone 100 ms request elsewhere does not make a spell slow.
+    lat = np.full(520, 2.0)
+    lat[150:200] = 20.0
+    lat[350:400] = 20.0
+    lat[10] = 100.0
+    logins = np.zeros(520, dtype=bool)
+    logins[[160, 360, 20]] = True
+    counts = slow_spells(lat, logins)
+    assert counts == {
+        "spells": 10.0, "slow": 2.0, "requests": 500.0, "marked": 3.0,
+        "requests_in_slow": 100.0, "marked_in_slow": 2.0,
+    }  # fmt: skip
+    shares = spell_shares(counts)
+    assert shares["slow_share"] == 0.2
+    assert shares["marked_share"] == 0.006 and shares["marked_share_in_slow"] == 0.02
+    # Spells slower by less than four times the run's median are not slow.
+    lat[150:200] = lat[350:400] = 7.0
+    assert slow_spells(lat, logins)["slow"] == 0
+    # Fewer requests than a spell: nothing to say.
+    short = slow_spells(lat[:49], logins[:49])
+    assert short["spells"] == 0 and spell_shares(short)["slow_share"] is None
