@@ -38,6 +38,7 @@ from scenarios.results import (
     log_bin_index,
     log_bin_mid_ms,
 )
+from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, spell_shares
 
 TOLERANCE = 0.15
 MIN_SAMPLES = 1000
@@ -227,15 +228,21 @@ def ks_two_sample(a: dict[int, int], b: dict[int, int]) -> tuple[float, float]:
 # -- steps ----------------------------------------------------------------------------------
 
 
-def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Mean ms per request in each step (and `app.untraced`, the rest) per cell, from the
-    load run's trace; empty when the run was not traced."""
+def read_trace(load_dir: Path) -> dict[str, Any] | None:
+    """The load run's trace; None when the run was not traced, or traced in a format this
+    version does not read (recalibrate for the step detail)."""
     path = load_dir / "trace.json"
     if not path.is_file():
+        return None
+    trace: dict[str, Any] = json.loads(path.read_text())
+    return trace if trace.get("format") in TRACE_FORMATS_READ else None
+
+
+def measured_steps(trace: dict[str, Any] | None) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Mean ms per request in each step (and `app.untraced`, the rest) per cell, from the
+    load run's trace; empty without one."""
+    if trace is None:
         return {}
-    trace = json.loads(path.read_text())
-    if trace.get("format") not in TRACE_FORMATS_READ:
-        return {}  # an older trace: recalibrate for the step detail
     sums: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
     splits: dict[tuple[str, str, str], list[tuple[float, ...]]] = defaultdict(list)
@@ -258,6 +265,17 @@ def measured_steps(load_dir: Path) -> dict[tuple[str, str, str], dict[str, float
     for key, rows in splits.items():
         out[key][SPLIT] = latency_split(rows)
     return out
+
+
+def measured_spells(trace: dict[str, Any] | None) -> dict[str, float | None] | None:
+    """The load run's slow spells (sim.stats.slow_spells, logins marked), from its trace
+    (in the order the requests completed); None without one."""
+    if trace is None or not trace["requests"]:
+        return None
+    rows = trace["requests"]
+    latency = np.array([r[3] for r in rows], dtype=float)
+    logins = np.array([r[0] == "login" for r in rows])
+    return spell_shares(slow_spells(latency, logins))
 
 
 OUTSIDE = "(outside the server)"
@@ -300,7 +318,8 @@ def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
 
 def compare(pair: Pair) -> dict[str, Any]:
     meas, simd = pair.measured, pair.simulated
-    msteps = measured_steps(pair.load_dir)
+    trace = read_trace(pair.load_dir)
+    msteps = measured_steps(trace)
     sim_rows = {
         (r["operation"], r["locality"], r["region"]): r
         for r in pair.sim["latency"]
@@ -354,7 +373,12 @@ def compare(pair: Pair) -> dict[str, Any]:
     judged = [r for r in rows if r.get("judged")]
     speed = machine_speed(pair.sim.get("calibration") or {}, pair.load)
     waits = core_waits(pair.load, pair.sim)
+    spells = {
+        "measured": measured_spells(trace),
+        "simulated": (pair.sim.get("slow_spells") or {}).get("hybrid"),
+    }
     return {
+        "slow_spells": spells,
         "kind": "compare",
         "simulation": pair.sim["run_id"],
         "load_run": pair.load["run_id"],
@@ -521,13 +545,45 @@ SPLIT_WORDS = {
 }
 
 
+def spell_note(result: dict[str, Any]) -> str | None:
+    """Slow spells, measured against simulated: where the measured run had more spells in
+    which every request slowed together, the model lacks a cause of stalls; the logins'
+    share in them says whether the password hash comes with them."""
+    spells = result.get("slow_spells") or {}
+    meas, sim = spells.get("measured"), spells.get("simulated")
+    if not meas or meas.get("slow_share") is None:
+        return None
+
+    def said(s: dict[str, Any]) -> str:
+        text = f"{s['slow_share']:.1%} of spells slow"
+        if s.get("marked_share") and s.get("marked_share_in_slow") is not None:
+            text += (
+                f", logins {s['marked_share_in_slow'] / s['marked_share']:.1f}x as common in "
+                "them as overall"
+            )
+        return text
+
+    text = (
+        f"slow spells ({SPELL} requests in a row whose median is over "
+        f"{SLOW_SPELL_FACTOR:g}x the run's): measured {said(meas)}"
+    )
+    if sim and sim.get("slow_share") is not None:
+        text += f"; simulated {said(sim)}"
+        if meas["slow_share"] > 1.5 * sim["slow_share"]:
+            text += (
+                "; the measured run stalled (every request slowing together) more often "
+                "than the model does: a cause of stalls is missing from the model"
+            )
+    return text
+
+
 def explain(result: dict[str, Any]) -> list[str]:
     """One sentence per judged cell that is off: by how much, and which step differs;
     first, when any is off, the machine's speed against the profile's expectation and
     its processes' wait for a core, where those are worth saying."""
     out = []
     if not result.get("goal_met"):
-        out += [n for n in (speed_note(result), core_wait_note(result)) if n]
+        out += [n for n in (speed_note(result), core_wait_note(result), spell_note(result)) if n]
     for r in result["rows"]:
         if not r.get("judged") or r["within_tolerance"]:
             continue

@@ -35,6 +35,7 @@ from report.compare import (
     ks_two_sample,
     machine_speed,
     speed_note,
+    spell_note,
 )
 from report.compare import main as compare
 from scenarios import load_world
@@ -451,6 +452,17 @@ def test_compare_puts_the_runs_side_by_side(
     for part in ("servers", "load_generator"):
         assert speed[part]["this_run_ms"] > 0 and speed[part]["ratio"] == 1.0
     assert speed_note(result) is None
+    # Slow spells on both sides: the trace's requests in the order they completed, and
+    # the model's own, 50 to a spell.
+    trace = json.loads((loop["load"] / "trace.json").read_text())
+    spells = result["slow_spells"]
+    assert spells["measured"]["spells"] == len(trace["requests"]) // 50
+    assert 0 <= spells["measured"]["slow_share"] <= 1
+    sim = json.loads((loop["sim"] / "summary.json").read_text())
+    assert spells["simulated"] == sim["slow_spells"]["hybrid"]
+    assert spells["simulated"]["spells"] >= 0.9 * row["n_simulated"] // 50
+    said = spell_note(result)
+    assert said is not None and "measured" in said and "simulated" in said
 
 
 def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]) -> None:
