@@ -378,7 +378,6 @@ def compare(pair: Pair) -> dict[str, Any]:
         "simulated": (pair.sim.get("slow_spells") or {}).get("hybrid"),
     }
     return {
-        "slow_spells": spells,
         "kind": "compare",
         "simulation": pair.sim["run_id"],
         "load_run": pair.load["run_id"],
@@ -391,6 +390,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
         "cpu_per_request": speed,
         "core_waits": waits,
+        "slow_spells": spells,
         "rows": rows,
     }
 
@@ -579,8 +579,9 @@ def spell_note(result: dict[str, Any]) -> str | None:
 
 def explain(result: dict[str, Any]) -> list[str]:
     """One sentence per judged cell that is off: by how much, and which step differs;
-    first, when any is off, the machine's speed against the profile's expectation and
-    its processes' wait for a core, where those are worth saying."""
+    first, when any is off, the machine's speed against the profile's expectation, its
+    processes' wait for a core and the slow spells on both sides, where those are worth
+    saying."""
     out = []
     if not result.get("goal_met"):
         out += [n for n in (speed_note(result), core_wait_note(result), spell_note(result)) if n]

@@ -88,8 +88,10 @@ def slow_spells(
     lat = np.asarray(latencies, dtype=float)
     mark = np.asarray(marked, dtype=bool)
     n = len(lat) // spell
-    out = {"spells": float(n), "slow": 0.0, "requests": float(n * spell), "marked": 0.0}
-    out |= {"requests_in_slow": 0.0, "marked_in_slow": 0.0}
+    out = {
+        "spells": float(n), "slow": 0.0, "requests": float(n * spell), "marked": 0.0,
+        "requests_in_slow": 0.0, "marked_in_slow": 0.0,
+    }  # fmt: skip
     if n == 0:
         return out
     lat, mark = lat[: n * spell].reshape(n, spell), mark[: n * spell].reshape(n, spell)

@@ -50,8 +50,8 @@ def test_interval_method_depends_on_samples_per_batch() -> None:
 
 
 def test_slow_spells_find_requests_that_slowed_together() -> None:
-    # Ten spells of 50 at 2 ms; in spells 3 and 7 every request took 20 ms and each holds
-    # two of the three logins. One lone 100 ms request elsewhere does not make a spell slow.
+    # Ten spells of 50 at 2 ms; in spells 3 and 7 every request took 20 ms, and each holds
+    # one of the three logins. One lone 100 ms request elsewhere does not make a spell slow.
     lat = np.full(520, 2.0)
     lat[150:200] = 20.0
     lat[350:400] = 20.0
