@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -32,10 +33,37 @@ class InfraError(Exception):
     pass
 
 
-def free_port() -> int:
+def free_port(avoid: frozenset[int] = frozenset()) -> int:
+    """A port the kernel just found free on loopback, never one of `avoid`."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+
+
+def free_port_block(n: int, low: int = 20000, high: int = 32000) -> int:
+    """The first of `n` consecutive free loopback ports between `low` and `high`.
+
+    Below the kernel's ephemeral range (32768+ here), so neither `free_port` nor an
+    outgoing connection can take one of them between this check and their use.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - n)
+        if all(_bindable(base + i) for i in range(n)):
+            return base
+    raise InfraError(f"no {n} consecutive free ports between {low} and {high} on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_port(port: int, what: str, timeout: float = 30.0) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.emulation import Emulation
-from server.infra import InfraError, PostgresServer, RedisServer, wait_http
+from server.infra import InfraError, PostgresServer, RedisServer, free_port, wait_http
 
 RUN_DIR = Path(".run/stack")
 
@@ -44,14 +44,16 @@ class Stack:
             Emulation.load(region, self.survival)  # unknown region or goal: fail first
         if len(set(self.regions)) != len(self.regions):
             raise ValueError(f"a region is listed twice: {','.join(self.regions)}")
+        # A store's port is never one a region's server is about to listen on.
+        ours = frozenset(self.base_port + i for i in range(len(self.regions)))
         try:
             if not self.database_url:
-                pg = PostgresServer(self.run_dir / "postgres").start()
+                pg = PostgresServer(self.run_dir / "postgres", free_port(ours)).start()
                 self.stores.append(pg)
                 self.postgres = pg
                 self.database_url = pg.url
             for region in self.regions:
-                redis = RedisServer(self.run_dir / region / "redis").start()
+                redis = RedisServer(self.run_dir / region / "redis", free_port(ours)).start()
                 self.stores.append(redis)
                 self.redis[region] = redis
                 env = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.infra import PostgresServer, RedisServer, free_port
+from server.infra import PostgresServer, RedisServer, free_port, free_port_block
 from server.stack import Stack
 from server.steps import parse_server_timing
 
@@ -28,7 +29,7 @@ def test_stack_runs_one_server_per_region(
     tmp_path: Path, stores: tuple[RedisServer, PostgresServer]
 ) -> None:
     _, pg = stores
-    base = free_port()
+    base = free_port_block(2)
     stack = Stack(["ap-ne", "us-west"], base, pg.url, run_dir=tmp_path / "stack").start()
     try:
         for i, region in enumerate(["ap-ne", "us-west"]):
@@ -66,3 +67,22 @@ def test_make_stop_with_nothing_running(tmp_path: Path) -> None:
         [sys.executable, "-m", "server.stop"], cwd=tmp_path, capture_output=True, text=True
     )
     assert done.returncode == 0 and "nothing to stop" in done.stdout
+
+
+def test_stack_ports_stay_clear_of_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The block sits below the ephemeral range, every port of it free to bind.
+    base = free_port_block(4)
+    assert base >= 20000 and base + 3 < 32000
+    for port in range(base, base + 4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    # A store never takes a port a region's server is about to listen on: the kernel's
+    # first answer here is one of them, and free_port asks again.
+    answers = iter([base, base + 1, base + 7])
+
+    class OneSocket(socket.socket):
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", next(answers))
+
+    monkeypatch.setattr(socket, "socket", OneSocket)
+    assert free_port(frozenset({base, base + 1})) == base + 7
