@@ -80,7 +80,7 @@ ifneq ($(BUSY),0)
 	$(PY) -m report.calibrate --speed-run $${AUTHSCALE_RESULTS:-results}/load/latest
 endif
 
-compare: $(STAMP) ## newest PROFILE=local simulation against the load run of the same load: [SIM_RUN=dir] [LOAD_RUN=dir]
+compare: $(STAMP) ## newest PROFILE=local simulation against the load runs of its load since calibrating, pooled: [SIM_RUN=dir] [LOAD_RUN=dir,dir]
 	$(PY) -m report.compare $(if $(SIM_RUN),--sim $(SIM_RUN)) $(if $(LOAD_RUN),--load $(LOAD_RUN))
 
 report: $(STAMP) ## results/report.html from the newest sim, drill, load and cost runs (self-contained)

@@ -29,6 +29,7 @@ from report.compare import (
     compare,
     explain,
     find_pair,
+    runs_said,
 )
 from scenarios import load_seed_targets
 
@@ -109,7 +110,8 @@ def collect(results: Path) -> Inputs:
     if found.twin_pair is not None:
         pair = found.twin_pair
         found.sources["calibrated simulation"] = str(pair.sim_dir)
-        found.sources["its load run"] = str(pair.load_dir)
+        for i, d in enumerate(pair.load_dirs):
+            found.sources["its load run" + (f" ({i + 1})" if i else "")] = str(d)
     found.folders = sorted({Path(v) for v in found.sources.values()})
     if not (found.sim or found.scenario or found.load or found.costs or found.twin):
         raise ReportError(
@@ -282,7 +284,7 @@ def twin_cdfs(inp: Inputs) -> go.Figure | None:
             )  # fmt: skip
     fig.update_layout(
         title=(
-            f"Latency CDFs: load run {inp.twin['load_run']} (solid) against the calibrated "
+            f"Latency CDFs: {runs_said(inp.twin)} (solid) against the calibrated "
             f"simulation (dotted), {inp.twin['scenario']['qps']:g} QPS"
         ),
         xaxis={"title": "ms", "type": "log"},
@@ -399,6 +401,15 @@ def verdicts(inp: Inputs) -> list[tuple[str, bool | None, str]]:
             )
         )
     if inp.twin is not None:
+        if inp.twin.get("runs_repeat") is not None:
+            out.append(
+                (
+                    f"the {len(inp.twin['load_runs'])} pooled load runs repeat within "
+                    f"±{inp.twin['tolerance']:.0%} of their pool",
+                    inp.twin["runs_repeat"],
+                    f"furthest a run's p50 or p90 lies from the pool: {inp.twin['run_spread']:.1%}",
+                )
+            )
         for r in inp.twin["rows"]:
             if r.get("judged"):
                 out.append(
@@ -484,6 +495,16 @@ def _twin_section(inp: Inputs) -> str:
     def ms(v: float) -> str:
         return f"{v:.2f}"
 
+    pooled = len(t.get("load_runs") or []) > 1
+
+    def spread(r: dict[str, Any]) -> str:
+        if not pooled:
+            return ""
+        if "run_spread" not in r:
+            return "<td></td>"
+        per_run = ", ".join(f"{v:.2f}" for v in r["runs_p90_ms"])
+        return f"<td title='p90 per run: {per_run} ms'>±{r['run_spread']:.0%}</td>"
+
     rows = "".join(
         "<tr>"
         f"<td>{r['operation']}</td><td>{r['locality']}</td><td>{r['region']}</td>"
@@ -494,21 +515,23 @@ def _twin_section(inp: Inputs) -> str:
             for q in (50, 90, 99)
         )
         + f"<td>{r['ks_d']:.3f} (p={r['ks_p']:.2g})</td>"
+        + spread(r)
         + f"<td class='{_verdict_class(r)}'>{html.escape(r['verdict'])}</td></tr>"
         for r in t["rows"]
         if "p50_error" in r
     )
     reasons = "".join(f"<li>{html.escape(line)}</li>" for line in explain(t))
     return f"""<h2>Simulator against measurement</h2>
-<p>Simulation {html.escape(t["simulation"])} (profile local) against load run
-{html.escape(t["load_run"])}: {t["scenario"]["qps"]:g} QPS on
+<p>Simulation {html.escape(t["simulation"])} (profile local) against
+{html.escape(runs_said(t))}: {t["scenario"]["qps"]:g} QPS on
 {html.escape(", ".join(t["scenario"]["regions"]))}. {t["cells_within"]} of {t["cells_judged"]}
 cells with at least {t["min_samples"]:,} measured requests have simulated p50 and p90 within
 ±{t["tolerance"]:.0%}: goal <b>{"met" if t["goal_met"] else "not met"}</b>.</p>
 <ul>{reasons}</ul>
 <table><tr><th>operation</th><th>locality</th><th>region</th><th>n</th>
 <th>p50 measured</th><th>p50 sim</th><th>error</th><th>p90 measured</th><th>p90 sim</th>
-<th>error</th><th>p99 measured</th><th>p99 sim</th><th>error</th><th>KS D</th><th>verdict</th></tr>
+<th>error</th><th>p99 measured</th><th>p99 sim</th><th>error</th><th>KS D</th>
+{"<th>runs from the pool (p50, p90)</th>" if pooled else ""}<th>verdict</th></tr>
 {rows}</table>"""
 
 

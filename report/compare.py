@@ -1,14 +1,17 @@
 """`make compare`: a calibrated simulation against the load run of the same scenario.
 
 A simulator run with a calibrated profile (`make simulate PROFILE=local`) records the
-load it modelled (regions, QPS, mix). This module finds the load run that offered the
-same (or takes the two runs named), refuses runs that differ, and puts them side by
-side per operation × locality × region: measured p50/p90/p99 against simulated (with
+load it modelled (regions, QPS, mix). This module finds the load runs that offered the
+same since the profile's calibration (or takes the runs named), refuses runs that
+differ, pools their requests, and puts them side by side per operation × locality ×
+region: measured p50/p90/p99 against simulated (with
 the simulator's 95 % intervals), the relative errors, and a two-sample
 Kolmogorov-Smirnov test of the two distributions. A cell with at least MIN_SAMPLES
 measured requests passes when its simulated p50 and p90 are within TOLERANCE of the
 measured ones; where a cell is off, the step whose mean time differs most between the
-model and the load run's trace (when it was traced) is named as the cause.
+model and the load run's trace (when it was traced) is named as the cause. With several
+load runs, each cell also says how far each run's own p50 and p90 lie from the pooled
+ones: how well the machine repeats its own measurement.
 """
 
 from __future__ import annotations
@@ -51,15 +54,36 @@ class CompareError(Exception):
 
 @dataclass(frozen=True)
 class Pair:
+    """A calibrated simulation and the load run(s) of its scenario: `load_dir` is the
+    newest, `repeats` the older runs of the same load pooled with it."""
+
     sim_dir: Path
     sim: dict[str, Any]
     load_dir: Path
     load: dict[str, Any]
+    repeats: tuple[tuple[Path, dict[str, Any]], ...] = ()
+
+    @property
+    def load_dirs(self) -> list[Path]:
+        return [self.load_dir, *(d for d, _ in self.repeats)]
+
+    @cached_property
+    def measured_each(self) -> list[dict[tuple[str, str, str], dict[int, int]]]:
+        """Each load run's latencies in the shared log bins, newest first (read once)."""
+        return [measured_bins(d) for d in self.load_dirs]
 
     @cached_property
     def measured(self) -> dict[tuple[str, str, str], dict[int, int]]:
-        """The load run's latencies in the shared log bins (read once per pair)."""
-        return measured_bins(self.load_dir)
+        """The load runs' latencies pooled: every measured request once."""
+        each = self.measured_each
+        if len(each) == 1:
+            return each[0]
+        pooled: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for run in each:
+            for key, bins in run.items():
+                for i, n in bins.items():
+                    pooled[key][i] += n
+        return {k: dict(v) for k, v in pooled.items()}
 
     @cached_property
     def simulated(self) -> dict[tuple[str, str, str], dict[int, int]]:
@@ -115,8 +139,10 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def find_pair(results: Path, sim_run: str = "", load_run: str = "") -> Pair:
-    """The simulation (SIM=, else the newest calibrated one) and the load run of the same
-    scenario (LOAD=, else the newest that matches); a clear error when there is none."""
+    """The simulation (`sim_run`, else the newest calibrated one) and the load runs of the
+    same scenario: those named in `load_run` (comma-separated), else every one made since
+    the calibration run the simulation's profile was fitted from, else the newest; pooled,
+    newest first. A clear error when none matches or a named one differs."""
     if sim_run:
         sim_dir = Path(sim_run)
         sim = _read(sim_dir)
@@ -130,21 +156,37 @@ def find_pair(results: Path, sim_run: str = "", load_run: str = "") -> Pair:
         sim_dir, sim = found[0]
     want = scenario_of_sim(sim)
     if load_run:
-        load_dir = Path(load_run)
-        load = _read(load_dir)
-        if load.get("kind") != "load":
-            raise CompareError(f"{load_dir} is not a load run (kind {load.get('kind')!r})")
-        diff = differences(want, scenario_of_load(load))
-        if diff:
-            raise CompareError(
-                f"simulation {sim['run_id']} and load run {load['run_id']} are not the same "
-                f"scenario ({'; '.join(diff)}): compare runs of one load"
-            )
-        return Pair(sim_dir, sim, load_dir, load)
-    for d in _runs(results / "load"):
-        load = _try(d)
-        if load and load.get("kind") == "load" and not differences(want, scenario_of_load(load)):
-            return Pair(sim_dir, sim, d, load)
+        named = []
+        for part in (p.strip() for p in load_run.split(",")):
+            if not part:
+                continue
+            load_dir = Path(part)
+            load = _read(load_dir)
+            if load.get("kind") != "load":
+                raise CompareError(f"{load_dir} is not a load run (kind {load.get('kind')!r})")
+            diff = differences(want, scenario_of_load(load))
+            if diff:
+                raise CompareError(
+                    f"simulation {sim['run_id']} and load run {load['run_id']} are not the "
+                    f"same scenario ({'; '.join(diff)}): compare runs of one load"
+                )
+            named.append((load_dir, load))
+        if len({d.resolve() for d, _ in named}) != len(named):
+            raise CompareError(f"a load run is named twice in {load_run}: name each run once")
+        if named:
+            named.sort(key=lambda dl: str(dl[1].get("run_id", "")), reverse=True)
+            return Pair(sim_dir, sim, *named[0], repeats=tuple(named[1:]))
+    matching = [
+        (d, load)
+        for d in _runs(results / "load")
+        if (load := _try(d)) and load.get("kind") == "load"
+        and not differences(want, scenario_of_load(load))
+    ]  # fmt: skip
+    if matching:
+        since = _stamp(str((sim.get("calibration") or {}).get("run_id", "")))
+        pooled = [(d, load) for d, load in matching if since and _stamp(d.name) >= since]
+        pooled = pooled or matching[:1]
+        return Pair(sim_dir, sim, *pooled[0], repeats=tuple(pooled[1:]))
     qps = f"{want['qps']:g}"
     raise CompareError(
         f"no load run matches simulation {sim['run_id']} ({qps} QPS on "
@@ -152,6 +194,11 @@ def find_pair(results: Path, sim_run: str = "", load_run: str = "") -> Pair:
         f"REGIONS={','.join(want['regions'])} TRACE=1"
         + ("" if want["mix"] == "default" else f" MIX={want['mix']}")
     )
+
+
+def _stamp(run_id: str) -> str:
+    """A run's start (YYYYMMDD-HHMMSS, the first part of its folder's name): comparable."""
+    return run_id[:15] if len(run_id) >= 15 and run_id[8] == "-" else ""
 
 
 def _try(run: Path) -> dict[str, Any] | None:
@@ -343,6 +390,8 @@ def compare(pair: Pair) -> dict[str, Any]:
             row[f"p{q}_measured_ms"] = round(mv, 3)
             row[f"p{q}_simulated_ms"] = round(sv, 3)
             row[f"p{q}_error"] = round(sv / mv - 1, 4)
+        if len(pair.measured_each) > 1:
+            row.update(run_spread(m, [run[key] for run in pair.measured_each if key in run]))
         row["p50_simulated_ci_ms"] = srow.get("p50_ci_ms")
         row["p99_simulated_ci_ms"] = srow.get("p99_ci_ms")
         d, p = ks_two_sample(m, s)
@@ -377,12 +426,23 @@ def compare(pair: Pair) -> dict[str, Any]:
         "measured": measured_spells(trace),
         "simulated": (pair.sim.get("slow_spells") or {}).get("hybrid"),
     }
+    spreads = [r["run_spread"] for r in judged if "run_spread" in r]
+    loads = [pair.load, *(load for _, load in pair.repeats)]
     return {
         "kind": "compare",
         "simulation": pair.sim["run_id"],
         "load_run": pair.load["run_id"],
+        # Every load run pooled, newest first; the trace's detail (steps, spells, waits,
+        # the machine's speed) is the newest run's.
+        "load_runs": [pair.load["run_id"], *(load["run_id"] for _, load in pair.repeats)],
+        "run_spread": max(spreads) if spreads else None,
+        "runs_repeat": all(x <= TOLERANCE for x in spreads) if spreads else None,
         "scenario": scenario_of_sim(pair.sim),
-        "load_target_reached": pair.load.get("target_reached"),
+        "load_target_reached": (
+            None
+            if any(load.get("target_reached") is None for load in loads)
+            else all(load["target_reached"] for load in loads)
+        ),
         "tolerance": TOLERANCE,
         "min_samples": MIN_SAMPLES,
         "cells_judged": len(judged),
@@ -393,6 +453,20 @@ def compare(pair: Pair) -> dict[str, Any]:
         "slow_spells": spells,
         "rows": rows,
     }
+
+
+def run_spread(pooled: dict[int, int], runs: list[dict[int, int]]) -> dict[str, Any]:
+    """How far each load run's own p50 and p90 lie from the pooled ones: the measurement's
+    repeatability, against which the model's error has to be read."""
+    out: dict[str, Any] = {"runs_n": [sum(b.values()) for b in runs]}
+    spread = 0.0
+    for q in (50, 90):
+        whole = percentile(pooled, q)
+        each = [percentile(b, q) for b in runs]
+        out[f"runs_p{q}_ms"] = [round(v, 3) for v in each]
+        spread = max(spread, *(abs(v / whole - 1) for v in each))
+    out["run_spread"] = round(spread, 4)
+    return out
 
 
 # The simulator's thread groups (sim.cores) that the measured waits belong to.
@@ -577,12 +651,42 @@ def spell_note(result: dict[str, Any]) -> str | None:
     return text
 
 
+def repeat_note(result: dict[str, Any]) -> str | None:
+    """With several load runs pooled: whether they agree with each other to the tolerance,
+    and the judged cell where they agree least."""
+    runs = result.get("load_runs") or []
+    rows = [r for r in result["rows"] if r.get("judged") and "run_spread" in r]
+    if len(runs) < 2 or not rows:
+        return None
+    worst = max(rows, key=lambda r: r["run_spread"])
+    tol = result["tolerance"]
+    cell = f"{worst['operation']} {worst['locality']} ({worst['region']})"
+    per_run = "; ".join(
+        f"p{q} "
+        + ", ".join(f"{v:.2f}" for v in worst[f"runs_p{q}_ms"])
+        + f" ms against {worst[f'p{q}_measured_ms']:.2f} pooled"
+        for q in (50, 90)
+    )
+    if result.get("runs_repeat"):
+        return (
+            f"the {len(runs)} load runs pooled here repeat within ±{tol:.0%}: the furthest a "
+            f"run's p50 or p90 lies from the pooled one is {worst['run_spread']:.0%}, at "
+            f"{cell} ({per_run})"
+        )
+    return (
+        f"the {len(runs)} load runs pooled here do not repeat within ±{tol:.0%}: at {cell} a "
+        f"run's own percentile lies up to {worst['run_spread']:.0%} from the pooled one "
+        f"({per_run}). The machine does not measure the same twice to this tolerance, so "
+        "the verdict is against the pool, and no single run could judge the model to it"
+    )
+
+
 def explain(result: dict[str, Any]) -> list[str]:
     """One sentence per judged cell that is off: by how much, and which step differs;
-    first, when any is off, the machine's speed against the profile's expectation, its
-    processes' wait for a core and the slow spells on both sides, where those are worth
-    saying."""
-    out = []
+    first, whether the pooled load runs repeat, then, when any cell is off, the machine's
+    speed against the profile's expectation, its processes' wait for a core and the slow
+    spells on both sides, where those are worth saying."""
+    out = [n for n in (repeat_note(result),) if n]
     if not result.get("goal_met"):
         out += [n for n in (speed_note(result), core_wait_note(result), spell_note(result)) if n]
     for r in result["rows"]:
@@ -619,23 +723,37 @@ def explain(result: dict[str, Any]) -> list[str]:
 
 
 def table(result: dict[str, Any]) -> str:
+    """The console table; with several load runs pooled, a column of how far the runs
+    lie from the pool (`runs ±`)."""
+    pooled = len(result.get("load_runs") or []) > 1
     head = (
         f"{'operation':<20}{'locality':<14}{'region':<9}{'n':>7}"
         f"{'p50 meas':>10}{'sim':>8}{'err':>7}{'p90 meas':>10}{'sim':>8}{'err':>7}"
-        f"{'p99 meas':>10}{'sim':>8}{'KS D':>7}  verdict"
+        f"{'p99 meas':>10}{'sim':>8}{'KS D':>7}"
+        + (f"{'runs ±':>8}" if pooled else "")
+        + "  verdict"
     )
     lines = [head]
     for r in result["rows"]:
         if "p50_error" not in r:
             continue
+        spread = f"{r['run_spread']:>8.0%}" if "run_spread" in r else " " * 8
         lines.append(
             f"{r['operation']:<20}{r['locality']:<14}{r['region']:<9}{r['n_measured']:>7}"
             f"{r['p50_measured_ms']:>10.2f}{r['p50_simulated_ms']:>8.2f}{r['p50_error']:>+7.0%}"
             f"{r['p90_measured_ms']:>10.2f}{r['p90_simulated_ms']:>8.2f}{r['p90_error']:>+7.0%}"
-            f"{r['p99_measured_ms']:>10.2f}{r['p99_simulated_ms']:>8.2f}{r['ks_d']:>7.3f}  "
-            f"{r['verdict']}"
+            f"{r['p99_measured_ms']:>10.2f}{r['p99_simulated_ms']:>8.2f}{r['ks_d']:>7.3f}"
+            f"{spread if pooled else ''}  {r['verdict']}"
         )
     return "\n".join(lines)
+
+
+def runs_said(result: dict[str, Any]) -> str:
+    """`load run X`, or `N load runs pooled (X, Y, ...)`, newest first."""
+    runs = result.get("load_runs") or [result["load_run"]]
+    if len(runs) == 1:
+        return f"load run {runs[0]}"
+    return f"{len(runs)} load runs pooled ({', '.join(runs)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -643,7 +761,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="make compare", description=__doc__)
     p.add_argument("--sim", default="", help="a simulation run folder (default: newest calibrated)")
-    p.add_argument("--load", default="", help="a load run folder (default: newest matching)")
+    p.add_argument(
+        "--load",
+        default="",
+        help="load run folders, comma-separated (default: every run of the same load since "
+        "the calibration, else the newest)",
+    )
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     args = p.parse_args(argv)
     results = Path(args.results_dir)
@@ -656,8 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = new_run_dir(results, "compare", f"{pair.sim['run_id']}")
     write_json(run_dir / "compare.json", result)
     print(
-        f"authscale compare: simulation {result['simulation']} against load run "
-        f"{result['load_run']} ({result['scenario']['qps']:g} QPS on "
+        f"authscale compare: simulation {result['simulation']} against "
+        f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
         f"{','.join(result['scenario']['regions'])})"
     )
     print(table(result))
@@ -669,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in explain(result):
         print(f"  - {line}")
     if result["load_target_reached"] is False:
-        print("  note: the load run did not offer its target rate (see its summary)")
+        print("  note: a load run did not offer its target rate (see its summary)")
     print(f"results: {run_dir / 'compare.json'}")
     return 0
 

@@ -17,6 +17,7 @@ import pytest
 from loadgen.cli import main as loadtest
 from report.__main__ import main as report_main
 from report.browser import rendered_dom
+from report.build import collect, verdicts
 from report.calibrate import (
     CalibrationError,
     _outcomes,
@@ -29,14 +30,20 @@ from report.calibrate import (
 )
 from report.calibrate import main as calibrate
 from report.compare import (
+    TOLERANCE,
     core_wait_note,
     core_waits,
     explain,
+    find_pair,
     ks_two_sample,
     machine_speed,
+    measured_bins,
+    percentile,
+    repeat_note,
     speed_note,
     spell_note,
 )
+from report.compare import compare as compare_pair
 from report.compare import main as compare
 from scenarios import load_world
 from scenarios.loader import calibrated_world
@@ -463,6 +470,102 @@ def test_compare_puts_the_runs_side_by_side(
     assert spells["simulated"]["spells"] >= 0.9 * row["n_simulated"] // 50
     said = spell_note(result)
     assert said is not None and "measured" in said and "simulated" in said
+
+
+@pytest.fixture(scope="module")
+def repeat(loop: dict[str, Path]) -> Path:
+    """A second load run of the fixture's load, minutes after the first, in a folder of
+    its own (the first stays the newest under the fixture's results)."""
+    root = loop["root"] / "repeat"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUTHSCALE_RUN_DIR", str(loop["root"] / "run"))
+    try:
+        flags = ["--qps", "60", "--duration", "6", "--regions", "ap-ne,us-west", "--trace"]
+        assert loadtest([*flags, "--identities", "4", "--results-dir", str(root)]) == 0
+    finally:
+        mp.undo()
+    return (root / "load" / "latest").resolve()
+
+
+def test_compare_pools_repeated_runs_and_says_how_well_they_agree(
+    loop: dict[str, Path], repeat: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = loop["sim"].resolve()
+    out_dir = ["--results-dir", str(tmp_path)]
+    assert compare(["--sim", str(sim), "--load", f"{loop['load']},{repeat}", *out_dir]) == 0
+    out = capsys.readouterr().out
+    assert f"2 load runs pooled ({repeat.name}, {loop['load'].name})" in out and "runs ±" in out
+    result = json.loads(next((tmp_path / "compare").glob("*/compare.json")).read_text())
+    assert result["load_runs"] == [repeat.name, loop["load"].name]
+    assert result["load_run"] == repeat.name  # the newest: the trace's detail is its own
+    each = [measured_bins(loop["load"]), measured_bins(repeat)]
+    key = ("session_validation", "same_region", "all")
+    row = next(r for r in result["rows"] if (r["operation"], r["locality"], r["region"]) == key)
+    # Every request of both runs once, and each run's own percentiles beside the pool's.
+    assert row["n_measured"] == sum(sum(b[key].values()) for b in each)
+    assert row["runs_n"] == [sum(each[1][key].values()), sum(each[0][key].values())]
+    for q in (50, 90):
+        assert row[f"runs_p{q}_ms"] == pytest.approx(
+            [percentile(each[1][key], q), percentile(each[0][key], q)], abs=0.001
+        )
+    furthest = max(
+        abs(v / row[f"p{q}_measured_ms"] - 1) for q in (50, 90) for v in row[f"runs_p{q}_ms"]
+    )
+    assert row["run_spread"] == pytest.approx(furthest, abs=0.002)
+    judged = [r for r in result["rows"] if r["judged"]]
+    assert result["runs_repeat"] == (
+        all(r["run_spread"] <= TOLERANCE for r in judged) if judged else None
+    )
+    # Said in words, first, whichever way it went (the fixture's runs are short: whether
+    # they agree to ±15% is the machine's business, what is said must follow it).
+    rows = [{**r, "judged": True} for r in result["rows"] if "run_spread" in r]
+    worst = max(rows, key=lambda r: r["run_spread"])
+    for repeats in (True, False):
+        said = explain({**result, "rows": rows, "runs_repeat": repeats, "goal_met": True})[0]
+        assert ("do not repeat" in said) is not repeats
+        assert f"{worst['run_spread']:.0%}" in said and f"{worst['operation']} " in said
+    # A run named twice, and one run alone (no spread to speak of).
+    assert compare(["--sim", str(sim), "--load", f"{repeat},{repeat}", *out_dir]) == 2
+    assert "named twice" in capsys.readouterr().err
+    alone = compare_pair(find_pair(tmp_path, str(sim), str(repeat)))
+    assert alone["load_runs"] == [repeat.name] and alone["runs_repeat"] is None
+    assert all("run_spread" not in r for r in alone["rows"]) and repeat_note(alone) is None
+
+
+def test_compare_pools_the_runs_since_the_calibration(
+    loop: dict[str, Path], repeat: Path, tmp_path: Path
+) -> None:
+    # Under one results folder: the calibration run, a later run of the same load, and a
+    # copy of the calibration run filed as made the day before (before calibrating).
+    sim = loop["sim"].resolve()
+    for run in (loop["load"], repeat):
+        shutil.copytree(run, tmp_path / "load" / run.name)
+    earlier = tmp_path / "load" / ("20000101-000000" + loop["load"].name[15:])
+    shutil.copytree(loop["load"], earlier)
+    shutil.copytree(sim, tmp_path / "sim" / sim.name)
+    pair = find_pair(tmp_path)
+    assert [d.name for d in pair.load_dirs] == [repeat.name, loop["load"].name]
+    # The report pools them too: the table's spread column and a verdict on the runs.
+    assert report_main(["--results-dir", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert f"2 load runs pooled ({repeat.name}, {loop['load'].name})" in page
+    assert "runs from the pool" in page
+    # Its verdict on the runs' agreement: none while no cell has enough requests to judge
+    # (this fixture's runs are short), pass or fail with the spread once one has.
+    inp = collect(tmp_path)
+    assert inp.twin is not None and inp.twin["runs_repeat"] is None
+    assert not [c for c in verdicts(inp) if "pooled load runs" in c[0]]
+    inp.twin = {**inp.twin, "runs_repeat": False, "run_spread": 0.3}
+    (check,) = [c for c in verdicts(inp) if "pooled load runs" in c[0]]
+    assert check[0].startswith("the 2 pooled load runs repeat within ±15%")
+    assert check[1] is False and "30.0%" in check[2]
+    assert (tmp_path / "load" / repeat.name / "report.html").is_file()
+    assert not (earlier / "report.html").exists()
+    # Without runs since calibrating (a simulation whose profile was fitted later): the
+    # newest run of its load alone, as before.
+    shutil.rmtree(tmp_path / "load" / repeat.name)
+    shutil.rmtree(tmp_path / "load" / loop["load"].name)
+    assert find_pair(tmp_path).load_dirs == [earlier]
 
 
 def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]) -> None:
