@@ -729,14 +729,28 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         + f"; {binding} bind first"
     )
     machine = machine_lines(summary, trace)
-    text = _render(
-        run_id, summary, config, regions, capacity, capacity_source, fits, untraced, prepare,
-        client, hit_rates, shares, world, speed, machine, misses,
-    )  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+
+    def write(rest_scale: dict[str, dict[str, Any]] | None) -> None:
+        text = _render(
+            run_id, summary, config, regions, capacity, capacity_source, fits, untraced,
+            prepare, client, hit_rates, shares, world, speed, machine, misses, rest_scale,
+        )  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".toml.tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+
+    write(None)
+    # The measured rests hold the fitted run's own waits, which the model adds again:
+    # simulate the fitted run's load, take out what it added, and check once more.
+    rest_means = {op: wait.mean_ms for op, (_, wait) in untraced.items()}
+    measured = measured_means(trace)
+    first = own_queueing(out, config, measured)
+    rest_scale = rest_scales(first, rest_means, {}, run_id)
+    write(rest_scale)
+    second = own_queueing(out, config, measured)
+    rest_scale = rest_scales(second, rest_means, rest_scale, run_id)
+    write(rest_scale)
     return {
         "run_id": run_id,
         "requests": len(trace["requests"]),
@@ -751,7 +765,106 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         "fits": {k: (c.table, w.table) for k, (c, w) in fits.items()},
         "worst_ks": max((f.ks, k) for k, pair in fits.items() for f in pair),
         "speed": speed,
+        "own_queueing": {"before": first, "after_one_correction": second},
+        "rest_scale": {op: f["value"] for op, f in rest_scale.items()},
     }
+
+
+# Operations with fewer measured requests than this take the others' excess in ms.
+MIN_OWN_QUEUEING = 200
+
+
+def measured_means(trace: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """Per operation: how many same-region requests the trace holds, and their mean
+    latency (ms). Same-region only: a cross-region request's 100 ms round trips would make
+    the mean follow how many of them a short run happened to send."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    for row in trace["requests"]:
+        if row[1] == "same_region":
+            sums[row[0]].append(row[3])
+    return {op: (len(v), float(np.mean(v))) for op, v in sums.items()}
+
+
+def own_queueing(
+    profile: Path, config: dict[str, Any], measured: dict[str, tuple[int, float]]
+) -> dict[str, dict[str, float]]:
+    """Simulate the fitted run's load with `profile` (one replication, seed 1, the run's
+    length up to 60 s) and set each operation's mean same-region latency against the
+    measured one: in sample, the model's excess is the wait it adds on top of the fitted
+    times, which hold the run's own."""
+    import tempfile
+
+    from sim.cli import main as simulate
+
+    duration = min(float(config["duration_s"]), 60.0)
+    with tempfile.TemporaryDirectory(prefix="authscale-selfcheck-") as tmp:
+        args = ["--profile", str(profile), "--qps", f"{float(config['qps'])!r}"]
+        args += ["--duration", f"{duration:g}", "--replications", "1", "--workers", "1"]
+        args += ["--seed", "1", "--arch", "hybrid", "--quiet", "--results-dir", tmp]
+        if simulate(args) != 0:
+            raise CalibrationError(f"{profile}: the model did not run on the fitted profile")
+        sim = json.loads((Path(tmp) / "sim" / "latest" / "summary.json").read_text())
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for row in sim["latency"]:
+        if (
+            row["architecture"] == "hybrid"
+            and row["locality"] == "same_region"
+            and row["region"] != "all"
+            and row["n"]
+        ):
+            sums[row["operation"]][0] += row["n"] * row["mean_ms"]
+            sums[row["operation"]][1] += row["n"]
+    return {
+        op: {
+            "measured_n": n,
+            "measured_mean_ms": round(mean, 4),
+            "simulated_mean_ms": round(sums[op][0] / sums[op][1], 4),
+        }
+        for op, (n, mean) in measured.items()
+        if sums[op][1]
+    }
+
+
+def rest_scales(
+    check: dict[str, dict[str, float]],
+    rest_means: dict[str, float],
+    before: dict[str, dict[str, Any]],
+    run_id: str,
+) -> dict[str, dict[str, Any]]:
+    """Each operation's factor on its rest that takes out the model's excess over the
+    measured mean (`check`), from the factors `before` it; an operation with fewer than
+    MIN_OWN_QUEUEING requests takes the request-weighted excess (ms) of the others."""
+    excess = {
+        op: c["simulated_mean_ms"] - c["measured_mean_ms"]
+        for op, c in check.items()
+        if c["measured_n"] >= MIN_OWN_QUEUEING
+    }
+    weights = {op: check[op]["measured_n"] for op in excess}
+    pooled = (
+        sum(excess[op] * weights[op] for op in excess) / sum(weights.values()) if excess else 0.0
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for op, mean in rest_means.items():
+        was = before.get(op, {}).get("value", 1.0)
+        gap = excess.get(op, pooled)
+        # Never more than three quarters of a rest: an excess beyond that is not the
+        # model's own waiting, and shows in the in-sample check that calibrate prints.
+        value = min(max((mean * was - gap) / mean, 0.25), 4.0) if mean > 0 else 1.0
+        said = (
+            f"the fitted run's load simulated{' again' if before else ''} gave a same-region "
+            f"mean of {check[op]['simulated_mean_ms']:.3f} ms against "
+            f"{check[op]['measured_mean_ms']:.3f} measured"
+            if op in excess
+            else f"too few of its requests to tell; the others' excess, {pooled:+.3f} ms"
+        )
+        out[op] = {
+            "value": round(value, 4),
+            "source": (
+                f"the model's own waits at the load of run {run_id}, taken out of the "
+                f"measured rest (mean {mean:.3f} ms): {said}"
+            ),
+        }
+    return out
 
 
 def _render(
@@ -771,6 +884,7 @@ def _render(
     speed: list[dict[str, Any]],
     machine: list[str],
     misses: dict[str, dict[str, dict[str, Any]]],
+    rest_scale: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -830,6 +944,10 @@ def _render(
         )
         lines.append(f"{name} = {_inline({'value': round(value, 6), 'source': source})}")
     lines.append("")
+    if rest_scale:
+        lines.append("[calibration.rest_scale]")
+        lines += [f"{op} = {_inline(figure)}" for op, figure in sorted(rest_scale.items())]
+        lines.append("")
     for label, (cpu, wait) in sorted(fits.items()):
         lines += [f'[steps."{label}"]', f"cpu = {cpu.toml()}", f"wait = {wait.toml()}", ""]
     for op, (cpu, wait) in sorted(untraced.items()):
@@ -909,8 +1027,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{point['servers_cpu_ms_per_request']:.3f} ms in the servers' loops, "
             f"{point['load_generator_cpu_ms_per_request']:.3f} ms in the load generator"
         )
+    print("  " + own_queueing_line(found))
     print(f"  wrote {args.out}; next: make simulate PROFILE=local && make report")
     return 0
+
+
+def own_queueing_line(found: dict[str, Any]) -> str:
+    """What the model added at the fitted run's load, before and after the correction."""
+
+    def said(check: dict[str, dict[str, float]]) -> str:
+        return ", ".join(
+            f"{op} {c['simulated_mean_ms'] - c['measured_mean_ms']:+.2f}"
+            for op, c in sorted(check.items())
+            if c["measured_n"] >= MIN_OWN_QUEUEING
+        )
+
+    own = found["own_queueing"]
+    scales = ", ".join(f"{op} x{v:.2f}" for op, v in sorted(found["rest_scale"].items()))
+    return (
+        f"the model's own waits at the fitted load (mean ms over measured): "
+        f"{said(own['before'])}; after taking them out of the rests once: "
+        f"{said(own['after_one_correction'])}; rests now {scales}"
+    )
 
 
 if __name__ == "__main__":

@@ -169,9 +169,16 @@ class Calibration(_Frozen):
     # `cache_hit_rate` in a simulation of a given load and length).
     cache_misses: dict[str, dict[str, CacheMisses]] = Field(default_factory=dict)
     step_share: dict[str, Figure] = Field(default_factory=dict)
+    # Per operation, a factor on its `untraced` rest: the measured rest holds the fitted
+    # run's own waits (the loop's queue, the cores), which the model adds again as it runs;
+    # calibrate simulates the fitted run's load and takes out what the model added.
+    rest_scale: dict[str, Figure] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _speed_points(self) -> Calibration:
+        for op, figure in self.rest_scale.items():
+            if not 0 < figure.value <= 4:
+                raise ValueError(f"calibration.rest_scale.{op}: {figure.value} is not in (0, 4]")
         for label, threads in self.threaded_steps.items():
             if threads < 1:
                 raise ValueError(f"calibration.threaded_steps: {label} needs at least 1 thread")

@@ -292,8 +292,9 @@ class SystemModel:
                 label: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
                 for label, c in prof.steps.items()
             }
+            rest = {op: f.value for op, f in cal.rest_scale.items()}
             self.untraced = {
-                op: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
+                op: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng, rest.get(op, 1.0)))
                 for op, c in prof.untraced.items()
             }
             if prof.client is not None:

@@ -19,12 +19,16 @@ from report.__main__ import main as report_main
 from report.browser import rendered_dom
 from report.build import collect, verdicts
 from report.calibrate import (
+    MIN_OWN_QUEUEING,
     CalibrationError,
     _outcomes,
     busier_run,
     cache_misses,
     carried_qps,
     fit,
+    measured_means,
+    own_queueing,
+    rest_scales,
     run_cpu_per_request,
     task_slice_ms,
 )
@@ -172,6 +176,63 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
             assert min(around) >= 0
             assert late + sum(around) + app_ms <= latency + 0.1
     assert split >= 0.9 * len(trace["requests"])
+
+
+def test_calibration_takes_the_models_own_waits_out_of_the_rests(
+    loop: dict[str, Path], tmp_path: Path
+) -> None:
+    data = tomllib.loads(loop["profile"].read_text())
+    run_id = loop["load"].name
+    scales = data["calibration"]["rest_scale"]
+    assert set(scales) == set(data["untraced"])
+    assert all(0.25 <= f["value"] <= 4 and run_id in f["source"] for f in scales.values())
+    # The fitted run's load simulated on the final profile: the model's same-region mean
+    # lands on the measured one (it sat above it, by the loops' and cores' queueing that
+    # the measured rests already hold, before the correction).
+    trace = json.loads((loop["load"] / "trace.json").read_text())
+    measured = measured_means(trace)
+    config = json.loads((loop["load"] / "load-config.json").read_text())
+    final = own_queueing(loop["profile"], config, measured)
+    judged = [op for op, c in final.items() if c["measured_n"] >= MIN_OWN_QUEUEING]
+    assert judged  # session validation, at least
+    for op in judged:
+        c = final[op]
+        assert abs(c["simulated_mean_ms"] - c["measured_mean_ms"]) < 0.05 * c["measured_mean_ms"]
+    # Without the factors, the same simulation sits further from the measurement.
+    plain = tmp_path / "plain.toml"
+    text = loop["profile"].read_text()
+    start = text.index("[calibration.rest_scale]")
+    plain.write_text(text[:start] + text[text.index("\n\n", start) + 2 :])
+    before = own_queueing(plain, config, measured)
+    for op in judged:
+        gap = abs(final[op]["simulated_mean_ms"] - final[op]["measured_mean_ms"])
+        assert abs(before[op]["simulated_mean_ms"] - before[op]["measured_mean_ms"]) > gap
+    # The arithmetic: an excess of 1 ms on a 4 ms rest leaves 0.75 of it; a second pass
+    # works from the first's factor; too few requests take the others' excess; never
+    # below a quarter.
+    check = {
+        "session_validation": {
+            "measured_n": 500,
+            "measured_mean_ms": 5.0,
+            "simulated_mean_ms": 6.0,
+        },
+        "login": {"measured_n": 10, "measured_mean_ms": 80.0, "simulated_mean_ms": 60.0},
+    }
+    rests = {"session_validation": 4.0, "login": 2.0, "userinfo": 0.8}
+    first = rest_scales(check, rests, {}, "r1")
+    assert first["session_validation"]["value"] == pytest.approx(0.75)
+    assert (
+        first["login"]["value"] == pytest.approx(0.5)
+        and "others' excess" in first["login"]["source"]
+    )
+    assert first["userinfo"]["value"] == 0.25
+    again = {
+        **check,
+        "session_validation": {**check["session_validation"], "simulated_mean_ms": 5.2},
+    }
+    assert rest_scales(again, rests, first, "r1")["session_validation"]["value"] == pytest.approx(
+        0.7
+    )
 
 
 def test_calibration_measures_cpu_per_request_at_two_loads(

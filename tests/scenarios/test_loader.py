@@ -250,6 +250,17 @@ def test_calibration_speed_points_are_checked() -> None:
         Calibration.model_validate(_calibration(run_id="another"))
 
 
+def test_rest_scales_must_be_factors_a_rest_can_take() -> None:
+    ok = {"session_validation": {"value": 0.75, "source": "the model's own waits"}}
+    assert Calibration.model_validate(_calibration(rest_scale=ok)).rest_scale[
+        "session_validation"
+    ].value == pytest.approx(0.75)
+    for bad in (0.0, -0.5, 4.5):
+        rest = {"userinfo": {"value": bad, "source": "a test"}}
+        with pytest.raises(ValidationError, match=r"rest_scale\.userinfo: .* is not in \(0, 4\]"):
+            Calibration.model_validate(_calibration(rest_scale=rest))
+
+
 def test_rest_of_the_machine_is_what_the_named_parts_leave() -> None:
     points = _calibration()["speed"]
     points[0]["machine_cpu_ms_per_request"] = 2.5  # 0.9 + 0.6 + 0.2 hashing + 0.8
