@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from scenarios.profiles import Profile
 from scenarios.results import TRACE_FORMAT, TRACE_FORMATS_READ
 from scenarios.workload import LOCALITIES, OPERATIONS
 from server.security import HASH_THREADS
+from sim.cli import main as simulate
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
 MIN_SAMPLES = 1  # a step never performed: the pooled figures of its component stand in
@@ -792,10 +794,6 @@ def own_queueing(
     length up to 60 s) and set each operation's mean same-region latency against the
     measured one: in sample, the model's excess is the wait it adds on top of the fitted
     times, which hold the run's own."""
-    import tempfile
-
-    from sim.cli import main as simulate
-
     duration = min(float(config["duration_s"]), 60.0)
     with tempfile.TemporaryDirectory(prefix="authscale-selfcheck-") as tmp:
         args = ["--profile", str(profile), "--qps", f"{float(config['qps'])!r}"]
