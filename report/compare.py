@@ -67,6 +67,11 @@ class Pair:
     def load_dirs(self) -> list[Path]:
         return [self.load_dir, *(d for d, _ in self.repeats)]
 
+    @property
+    def loads(self) -> list[dict[str, Any]]:
+        """Every pooled load run's summary, newest first."""
+        return [self.load, *(load for _, load in self.repeats)]
+
     @cached_property
     def measured_each(self) -> list[dict[tuple[str, str, str], dict[int, int]]]:
         """Each load run's latencies in the shared log bins, newest first (read once)."""
@@ -427,21 +432,20 @@ def compare(pair: Pair) -> dict[str, Any]:
         "simulated": (pair.sim.get("slow_spells") or {}).get("hybrid"),
     }
     spreads = [r["run_spread"] for r in judged if "run_spread" in r]
-    loads = [pair.load, *(load for _, load in pair.repeats)]
     return {
         "kind": "compare",
         "simulation": pair.sim["run_id"],
         "load_run": pair.load["run_id"],
         # Every load run pooled, newest first; the trace's detail (steps, spells, waits,
         # the machine's speed) is the newest run's.
-        "load_runs": [pair.load["run_id"], *(load["run_id"] for _, load in pair.repeats)],
+        "load_runs": [load["run_id"] for load in pair.loads],
         "run_spread": max(spreads) if spreads else None,
         "runs_repeat": all(x <= TOLERANCE for x in spreads) if spreads else None,
         "scenario": scenario_of_sim(pair.sim),
         "load_target_reached": (
             None
-            if any(load.get("target_reached") is None for load in loads)
-            else all(load["target_reached"] for load in loads)
+            if any(load.get("target_reached") is None for load in pair.loads)
+            else all(load["target_reached"] for load in pair.loads)
         ),
         "tolerance": TOLERANCE,
         "min_samples": MIN_SAMPLES,
