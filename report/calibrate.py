@@ -732,27 +732,29 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     )
     machine = machine_lines(summary, trace)
 
-    def write(rest_scale: dict[str, dict[str, Any]] | None) -> None:
-        text = _render(
+    def render(rest_scale: dict[str, dict[str, Any]] | None) -> str:
+        return _render(
             run_id, summary, config, regions, capacity, capacity_source, fits, untraced,
             prepare, client, hit_rates, shares, world, speed, machine, misses, rest_scale,
         )  # fmt: skip
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".toml.tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
 
-    write(None)
     # The measured rests hold the fitted run's own waits, which the model adds again:
-    # simulate the fitted run's load, take out what it added, and check once more.
+    # simulate the fitted run's load, take out what it added, and check once more. The
+    # trials are written aside, so that `out` is replaced only by the finished profile.
     rest_means = {op: wait.mean_ms for op, (_, wait) in untraced.items()}
     measured = measured_means(trace)
-    first = own_queueing(out, config, measured)
-    rest_scale = rest_scales(first, rest_means, {}, run_id)
-    write(rest_scale)
-    second = own_queueing(out, config, measured)
-    rest_scale = rest_scales(second, rest_means, rest_scale, run_id)
-    write(rest_scale)
+    with tempfile.TemporaryDirectory(prefix="authscale-profile-") as aside:
+        trial = Path(aside) / out.name
+        trial.write_text(render(None))
+        first = own_queueing(trial, config, measured)
+        rest_scale = rest_scales(first, rest_means, {}, run_id)
+        trial.write_text(render(rest_scale))
+        second = own_queueing(trial, config, measured)
+        rest_scale = rest_scales(second, rest_means, rest_scale, run_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".toml.tmp")
+    tmp.write_text(render(rest_scale))
+    tmp.replace(out)
     return {
         "run_id": run_id,
         "requests": len(trace["requests"]),

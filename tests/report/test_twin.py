@@ -235,6 +235,22 @@ def test_calibration_takes_the_models_own_waits_out_of_the_rests(
     )
 
 
+def test_a_failed_self_check_leaves_the_profile_as_it_was(
+    loop: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = tmp_path / "local.toml"
+    shutil.copy(loop["profile"], profile)
+    before = profile.read_text()
+
+    def broken(*_: Any) -> None:
+        raise CalibrationError("the model did not run on the fitted profile")
+
+    monkeypatch.setattr("report.calibrate.own_queueing", broken)
+    assert calibrate(["--run", str(loop["load"]), "--out", str(profile)]) == 2
+    assert profile.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.toml"]
+
+
 def test_calibration_measures_cpu_per_request_at_two_loads(
     loop: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
