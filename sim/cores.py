@@ -9,9 +9,12 @@ known when it arrives (a later arrival can delay it), unlike the FCFS stations o
 - `CorePool`: processor sharing, `n` runnable items on `c` cores each at min(1, c / n)
   of a core's speed; re-planned at every arrival and departure. The model's fallback
   where a profile lacks the scheduler's figures.
-- `FairCorePool`: the cores as Linux's EEVDF scheduler shares them, to the timer tick
-  (virtual runtimes, lag kept over sleep, deadlines a base slice apart, wake-up
-  preemption), which is what makes a light thread preempt and a heavy one wait a tick.
+- `FairCorePool`: the cores as Linux shares them: a run queue per core, EEVDF on each to
+  the timer tick (virtual runtimes, lag kept over sleep, deadlines a base slice apart,
+  wake-up preemption after the running thread's slice), which is what makes a light
+  thread preempt and a heavy one wait a tick, and the rules that move a waiting thread to
+  another core (only an idle core takes one, and never a cache-hot one), which is what
+  makes a thread wait on its own core while another frees.
 - `CoreThread`: a thread (an event loop, the load generator's senders, a hashing pool):
   its work items run one at a time per thread in arrival order, and only the running
   item wants a core.
@@ -31,6 +34,10 @@ import simpy
 Done = Callable[[float], None]
 HAND_OFFS = "hand-offs"  # the owner of the requests' own visits to the cores
 _EPS_MS = 1e-9
+# Linux's sysctl_sched_migration_cost: a thread that ran this recently is cache-hot and is
+# not moved to another core, and a core idle for less than this on average does not look
+# for work on the others when it runs out (kernel/sched/fair.c, 500000 ns).
+MIGRATION_COST_MS = 0.5
 
 
 class CorePool:
@@ -192,30 +199,48 @@ class CoreThread:
 
 
 class _Entity:
-    """A thread as the scheduler sees it: its virtual runtime, lag and deadline."""
+    """A thread as the scheduler sees it: its virtual runtime, lag and deadline, and the
+    core whose run queue it is on."""
 
-    __slots__ = ("core", "d", "job", "lag", "started", "v")
+    __slots__ = ("core", "cpu", "d", "job", "lag", "left", "prot", "started", "v")
 
     def __init__(self) -> None:
         self.v = 0.0  # virtual runtime: ms of CPU (every thread weighs the same)
-        self.lag = 0.0  # how far behind the average it went to sleep
+        self.lag = 0.0  # how far behind its core's average it went to sleep
         self.d = 0.0  # virtual deadline
-        self.job: list[Any] | None = None  # [remaining ms, done, owner, entity]
-        self.core = -1  # the core it runs on, -1 when waiting
+        self.job: list[Any] | None = None  # [remaining ms, done, owner, since]
+        self.core = -1  # the core it runs on, -1 when waiting or asleep
+        self.cpu = -1  # the core whose run queue it is on (or was, asleep); -1: never ran
         self.started = 0.0  # when it got the core
+        self.left = -1e9  # when it last left a core (the kernel's cache-hot test)
+        self.prot = 0.0  # the virtual runtime up to which a wake-up cannot preempt it
 
 
 class FairCorePool(CorePool):
-    """The machine's cores as Linux's EEVDF scheduler shares them, to the tick.
+    """The machine's cores as Linux shares them: EEVDF on each core's run queue, to the
+    tick, and the rules that move threads between the queues.
 
-    Every runnable thread has a virtual runtime (its CPU time) and a deadline a slice
-    beyond it. A core runs, of the threads whose virtual runtime is not ahead of the
-    average, the one with the earliest deadline; it is reconsidered when a thread wakes up
-    (which preempts a running one with a later deadline), when its work is done, and at
-    each timer tick once it has run its slice. A thread that slept keeps its lag (clamped),
-    so a thread that has used less than its share preempts one that computes for long; two
-    that compute without sleeping take turns a tick long. `slice_ms` and `tick_ms` are the
-    kernel's (see the README: measured on this machine)."""
+    Each core has its own run queue. On a core, every runnable thread has a virtual runtime
+    (its CPU time) and a deadline a slice beyond it; the core runs, of the threads whose
+    virtual runtime is not ahead of their average, the one with the earliest deadline. A
+    running thread is reconsidered when a thread wakes on its core (which preempts it if
+    the running one is ahead of the average, or has run the slice it was picked with and
+    is due later: RUN_TO_PARITY), when its work is done, and at each timer tick once it has
+    run its slice. A thread that slept keeps its lag (clamped; a debt is worked off while
+    it sleeps), so one that has used less than its share preempts one that computes for
+    long; two that compute without sleeping take turns a tick long.
+
+    A waking thread goes back to the core it last ran on, unless that core is busy and
+    another is idle (select_idle_sibling). A core that runs out of work pulls a waiting
+    thread from another core's queue (newidle balancing), but only when its average idle
+    time is at least the migration cost and only a thread that has not run for that long
+    (a cache-hot one stays); at each tick an idle core pulls from a core with threads
+    waiting, and a queue two threads longer than another's gives one up, under the same
+    rule. So with every core busy a woken thread waits on its own core even when another
+    core frees first, which a single queue for all cores would not make it do.
+
+    `slice_ms` and `tick_ms` are the kernel's (see the README: measured on this machine);
+    `migration_cost_ms` is Linux's sysctl_sched_migration_cost (0.5 ms by default)."""
 
     def __init__(
         self,
@@ -224,17 +249,28 @@ class FairCorePool(CorePool):
         slice_ms: float,
         tick_ms: float,
         name: str = "machine/cores",
+        *,
+        migration_cost_ms: float = MIGRATION_COST_MS,
     ) -> None:
         super().__init__(env, cores, name)
         if slice_ms <= 0 or tick_ms <= 0:
             raise ValueError(f"{name}: slice and tick must be positive ({slice_ms}, {tick_ms})")
+        if migration_cost_ms < 0:
+            raise ValueError(f"{name}: the migration cost cannot be negative ({migration_cost_ms})")
         self.slice_ms = slice_ms
         self.tick_ms = tick_ms
+        self.migration_cost_ms = migration_cost_ms
         self.lag_limit = max(2 * slice_ms, tick_ms)
         self._running: list[_Entity | None] = [None] * cores
-        self._waiting: list[_Entity] = []
+        self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
         self._token = [0] * cores  # a core's pending completion event's number
+        self._idle_since = [0.0] * cores
+        # Each core's average idle time (the kernel's rq->avg_idle: starts at twice the
+        # migration cost, an eighth of each new idle period, capped there).
+        self._avg_idle = [2 * migration_cost_ms] * cores
         self._ticking = False
+        self.migrations = 0  # threads moved from one core's queue to another's
+        self.migrations_by: dict[str, int] = {}
 
     def entity(self) -> _Entity:
         """A new thread of this machine (a thread's state lives as long as the thread)."""
@@ -244,17 +280,90 @@ class FairCorePool(CorePool):
     def _v(self, e: _Entity, now: float) -> float:
         return e.v + (now - e.started if e.core >= 0 else 0.0)
 
-    def _average(self, now: float) -> float:
-        es = [e for e in self._running if e is not None] + self._waiting
+    def _average(self, core: int, now: float) -> float:
+        r = self._running[core]
+        es = self._queues[core] + ([r] if r is not None else [])
         return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
 
-    def _pick(self, now: float) -> _Entity | None:
-        if not self._waiting:
+    def _runnable(self, core: int) -> int:
+        return len(self._queues[core]) + (self._running[core] is not None)
+
+    def _pick(self, core: int, now: float) -> _Entity | None:
+        queue = self._queues[core]
+        if not queue:
             return None
-        avg = self._average(now)
-        eligible = [e for e in self._waiting if e.v <= avg + _EPS_MS]
-        pool = eligible or self._waiting
-        return min(pool, key=lambda e: e.d)
+        avg = self._average(core, now)
+        eligible = [e for e in queue if e.v <= avg + _EPS_MS]
+        return min(eligible or queue, key=lambda e: e.d)
+
+    def _placed_lag(self, e: _Entity, core: int, now: float) -> float:
+        """How far below its core's average a waking thread is placed (place_entity).
+
+        A positive lag is kept over sleep, inflated by (n + 1) / n so that adding the
+        thread to the core's n runnable ones leaves it exactly that far behind their new
+        average; a thread waking onto an idle core keeps none. A debt (it ran beyond its
+        share) is worked off while it sleeps, as the kernel keeps it queued until it is
+        eligible again: it shrinks as the average advances with one other thread on the
+        core, and is forgotten once paid (delayed dequeue, DELAY_ZERO)."""
+        lag = e.lag
+        if lag < 0.0:
+            return min(0.0, lag + (now - e.left) / 2.0)
+        n = self._runnable(core)
+        return lag * (n + 1) / n if n else 0.0
+
+    def _protected(self, r: _Entity, now: float) -> bool:
+        """Whether a running thread keeps its core against a wake-up: until it has run to
+        the deadline it had when picked (Linux's RUN_TO_PARITY, on by default)."""
+        return self._v(r, now) < r.prot - _EPS_MS
+
+    def _hot(self, e: _Entity, now: float) -> bool:
+        return now - e.left < self.migration_cost_ms
+
+    # -- where a thread runs -------------------------------------------------------------
+    def _wake_core(self, e: _Entity) -> int:
+        """The core a waking thread is queued on: the one it last ran on if idle, else an
+        idle one, else its own (a new thread: the core with the fewest runnable)."""
+        idle = [c for c in range(len(self._running)) if self._runnable(c) == 0]
+        if e.cpu >= 0 and e.cpu in idle:
+            return e.cpu
+        if idle:
+            return idle[0]
+        if e.cpu >= 0:
+            return e.cpu
+        return min(range(len(self._running)), key=self._runnable)
+
+    def _enqueue(self, e: _Entity, core: int, now: float) -> None:
+        e.v = self._average(core, now) - self._placed_lag(e, core, now)
+        e.d = e.v + self.slice_ms
+        if e.cpu >= 0 and e.cpu != core:
+            self._migrated(e)
+        e.cpu = core
+        self._queues[core].append(e)
+
+    def _migrated(self, e: _Entity) -> None:
+        assert e.job is not None
+        self.migrations += 1
+        self.migrations_by[e.job[2]] = self.migrations_by.get(e.job[2], 0) + 1
+
+    def _pull(self, core: int, now: float) -> bool:
+        """Move a waiting thread that is not cache-hot from the core with the most waiting
+        to `core`'s queue, keeping its lag; False if there is none to move."""
+        sources = sorted(
+            (c for c in range(len(self._running)) if c != core and self._queues[c]),
+            key=lambda c: -len(self._queues[c]),
+        )
+        for src in sources:
+            movable = [e for e in self._queues[src] if not self._hot(e, now)]
+            if not movable:
+                continue
+            e = min(movable, key=lambda e: e.left)  # the one that has waited longest
+            avg = self._average(src, now)
+            self._queues[src].remove(e)
+            e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
+            e.left = now  # (a debt is not worked off by a move)
+            self._enqueue(e, core, now)
+            return True
+        return False
 
     # -- running work ------------------------------------------------------------------
     def run(
@@ -270,30 +379,29 @@ class FairCorePool(CorePool):
         if e.job is not None:
             raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
         e.job = [work_ms, done, owner, now]
-        # Wake up: placed at the average less the lag it kept, a slice to its deadline.
-        e.v = self._average(now) - e.lag
-        e.d = e.v + self.slice_ms
-        self._waiting.append(e)
-        free = next((c for c, r in enumerate(self._running) if r is None), -1)
-        if free >= 0:
-            self._dispatch(free, now)
+        c = self._wake_core(e)
+        self._enqueue(e, c, now)
+        r = self._running[c]
+        if r is None:
+            self._note_idle(c, now)
+            self._dispatch(c, now)
         else:
-            # Wake-up preemption. The running threads are brought up to date first: one
-            # past its deadline gets the next and is picked anew; otherwise the one due
-            # last gives way if the woken one is eligible and due earlier.
-            for c, r in enumerate(self._running):
-                if r is not None and self._v(r, now) >= r.d:
-                    r.d = self._v(r, now) + self.slice_ms
-                    self._preempt(c, now)
-                    self._dispatch(c, now)
-            if e.core < 0:
-                c, r = max(
-                    ((c, r) for c, r in enumerate(self._running) if r is not None),
-                    key=lambda cr: cr[1].d,
-                )
-                if e.v <= self._average(now) + _EPS_MS and e.d < r.d:
-                    self._preempt(c, now)
-                    self._dispatch(c, now)
+            # Wake-up preemption on its core. The running thread is brought up to date
+            # first: past its deadline, it gets the next and the core picks anew.
+            # Otherwise the woken thread, if eligible, takes the core from a running one
+            # that is ahead of the average, or that has run the slice it was picked with
+            # and is due later.
+            avg = self._average(c, now)
+            rv = self._v(r, now)
+            if rv >= r.d:
+                r.d = rv + self.slice_ms
+                self._preempt(c, now)
+                self._dispatch(c, now)
+            elif e.v <= avg + _EPS_MS and (
+                rv > avg + _EPS_MS or (not self._protected(r, now) and e.d < r.d)
+            ):
+                self._preempt(c, now)
+                self._dispatch(c, now)
         if not self._ticking:
             self._ticking = True
             self.env.process(self._ticks())
@@ -306,10 +414,11 @@ class FairCorePool(CorePool):
         e.job[0] -= ran
         self._account(e, ran)
         e.core = -1
+        e.left = now
         e.job[3] = now
         self._running[core] = None
         self._token[core] += 1
-        self._waiting.append(e)
+        self._queues[core].append(e)
 
     def _account(self, e: _Entity, ran: float) -> None:
         assert e.job is not None
@@ -318,20 +427,31 @@ class FairCorePool(CorePool):
         self.busy_ms += ran
 
     def _dispatch(self, core: int, now: float) -> None:
-        e = self._pick(now)
-        if e is None:
+        """Give `core` the next of its queue; a core left without one pulls from another
+        (newidle balancing) when it has been idle long enough on average, or goes idle."""
+        if not self._queues[core] and not (
+            self._avg_idle[core] >= self.migration_cost_ms and self._pull(core, now)
+        ):
+            self._idle_since[core] = now
             return
-        self._waiting.remove(e)
-        assert e.job is not None
+        e = self._pick(core, now)
+        assert e is not None and e.job is not None
+        self._queues[core].remove(e)
         waited = now - e.job[3]
         if waited > 0:
             self.wait_by[e.job[2]] = self.wait_by.get(e.job[2], 0.0) + waited
         e.core = core
         e.started = now
+        e.prot = e.d
         self._running[core] = e
         self._token[core] += 1
         token = self._token[core]
         self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+
+    def _note_idle(self, core: int, now: float) -> None:
+        idle = now - self._idle_since[core]
+        avg = self._avg_idle[core] + (idle - self._avg_idle[core]) / 8.0
+        self._avg_idle[core] = min(avg, 2 * self.migration_cost_ms)
 
     def _done(self, core: int, token: int) -> None:
         if token != self._token[core]:
@@ -341,30 +461,41 @@ class FairCorePool(CorePool):
         assert e is not None and e.job is not None
         ran = now - e.started
         self._account(e, ran)
+        # Its lag, against the average of its core's runnable threads, itself included.
+        avg = self._average(core, now)
         e.v += ran
+        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
+        e.left = now
         job, e.job = e.job, None
         e.core = -1
         self._running[core] = None
         self._token[core] += 1
-        avg = self._average(now)
-        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v)) if self._waiting else 0.0
         self._dispatch(core, now)
         if job[1] is not None:
             job[1](now)
 
     def _ticks(self) -> Generator[simpy.Event, None, None]:
         """The timer tick, on every core: a thread past its deadline gets a new one, and
-        gives way to an eligible thread due earlier."""
-        while self._waiting or any(r is not None for r in self._running):
+        gives way to an eligible thread due earlier; then the queues are balanced."""
+        cores = range(len(self._running))
+        while any(self._runnable(c) for c in cores):
             yield self.env.timeout(self.tick_ms)
             now = self.env.now
-            for core, r in enumerate(self._running):
-                if r is None or not self._waiting:
+            for core in cores:
+                r = self._running[core]
+                if r is None or not self._queues[core]:
                     continue
                 if self._v(r, now) >= r.d:
                     r.d = self._v(r, now) + self.slice_ms
-                    best = self._pick(now)
+                    best = self._pick(core, now)
                     if best is not None and best.d < r.d:
                         self._preempt(core, now)
                         self._dispatch(core, now)
+            for core in cores:
+                if self._running[core] is None:
+                    if self._pull(core, now):
+                        self._note_idle(core, now)
+                        self._dispatch(core, now)
+                elif any(len(self._queues[c]) >= len(self._queues[core]) + 2 for c in cores):
+                    self._pull(core, now)
         self._ticking = False

@@ -261,7 +261,8 @@ class SystemModel:
                 self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
             else:
                 # ... and every thread of the machine waits for one of its cores, shared
-                # as the kernel shares them (EEVDF to the tick; sim.cores), or equally
+                # as the kernel shares them (a run queue per core, EEVDF on each to the
+                # tick; sim.cores), or equally
                 # where the profile lacks the scheduler's figures.
                 sched = cal.scheduler
                 cores = self.cores = (

@@ -211,3 +211,64 @@ def test_fair_cores_run_alone_at_full_speed_and_refuse_bad_figures() -> None:
     assert done == pytest.approx([3.0, 5.0])
     with pytest.raises(ValueError, match="slice and tick must be positive"):
         FairCorePool(env, 2, 0.0, TICK)
+
+
+def _hot_waker(other_core_frees_at: float, migration_cost_ms: float = 0.5) -> tuple[float, int]:
+    """Core 0 runs W for 0.2 ms, then M for 2 ms; core 1 runs L until `other_core_frees_at`.
+    W wakes at 0.3 ms with 1 ms of work, both cores busy: when does it finish, and how many
+    times did a thread change cores?"""
+    env = simpy.Environment()
+    pool = FairCorePool(env, 2, SLICE, TICK, migration_cost_ms=migration_cost_ms)
+    w, m, lng = (CoreThread(n, pool) for n in ("w", "m", "l"))
+    done: list[float] = []
+    w.submit(0.2, None)  # core 0 (both idle: the first)
+    lng.submit(other_core_frees_at, None)  # core 1, the idle one
+
+    def later() -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(0.2)
+        m.submit(2.0, None)  # core 0, idle again
+        yield env.timeout(0.1)
+        w.submit(1.0, done.append)  # its own core 0 is busy, and so is core 1
+
+    env.process(later())
+    env.run()
+    return done[0], pool.migrations
+
+
+def test_fair_cores_keep_a_cache_hot_thread_waiting_on_its_own_core() -> None:
+    # Core 1 frees at 0.5 ms, when W last ran 0.3 ms before: cache-hot (under the 0.5 ms
+    # migration cost), so core 1 does not pull it and W waits for M on core 0 (until 2.2).
+    finished, moved = _hot_waker(0.5)
+    assert finished == pytest.approx(3.2)
+    assert moved == 0
+
+
+def test_fair_cores_pull_a_waiting_thread_that_has_gone_cold() -> None:
+    # Core 1 frees at 1.0 ms, 0.8 ms after W last ran: the idle core pulls it at once.
+    finished, moved = _hot_waker(1.0)
+    assert finished == pytest.approx(2.0)
+    assert moved == 1
+    # With no migration cost nothing is cache-hot: core 1 takes W as soon as it frees.
+    assert _hot_waker(0.5, migration_cost_ms=0.0) == (pytest.approx(1.5), 1)
+
+
+def test_fair_cores_wake_a_thread_on_an_idle_core_rather_than_its_busy_one() -> None:
+    env = simpy.Environment()
+    pool = FairCorePool(env, 2, SLICE, TICK)
+    w, m, m2 = (CoreThread(n, pool) for n in ("w", "m", "m2"))
+    done: list[float] = []
+    w.submit(0.5, None)  # core 0
+    m.submit(0.3, None)  # core 1, idle again from 0.3 ms
+
+    def later() -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(0.5)
+        m2.submit(5.0, None)  # core 0 (both idle: the first)
+        yield env.timeout(0.1)
+        w.submit(1.0, done.append)  # its core 0 is busy: it wakes on idle core 1
+
+    env.process(later())
+    env.run()
+    assert done == [pytest.approx(1.6)]
+    assert pool.migrations == 1 and pool.migrations_by == {"w": 1}
+    with pytest.raises(ValueError, match="migration cost cannot be negative"):
+        FairCorePool(env, 2, SLICE, TICK, migration_cost_ms=-1.0)
