@@ -23,6 +23,7 @@ from loadgen.identity import seed_users
 from loadgen.recorder import Recorder, new_histogram
 from loadgen.servers import (
     LOOP_CPU,
+    LOOP_MOVES,
     LOOP_WAIT,
     MACHINE_BUSY,
     SERVERS_CPU,
@@ -404,6 +405,9 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         # the load generator's sending threads (Linux's schedstat).
         "server_loop_runqueue_wait_s": round(rec.server_counts.get(LOOP_WAIT, 0.0), 4),
         "loadgen_runqueue_wait_s": round(rec.runqueue_wait_s, 4),
+        # ... and the times the kernel moved them to another core's run queue.
+        "server_loop_migrations": int(rec.server_counts.get(LOOP_MOVES, 0)),
+        "loadgen_migrations": rec.migrations,
         # The machine's busy CPU seconds over the run, what it was busy with before any
         # load (cores' worth), and its cores: calibration's machine-wide capacity.
         "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),

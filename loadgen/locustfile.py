@@ -35,7 +35,7 @@ from loadgen.trace import ClientClock, Trace, handed_off, watch_socket_handoff
 from loadgen.workload import Schedule, Slot
 from scenarios import load_world
 from server.client import AUTHORIZE_QUERY, BASIC, REDIRECT, code_from
-from server.metrics import runqueue_wait_s
+from server.metrics import migrations, runqueue_wait_s
 
 LATE_S = 0.005  # a slot taken more than this after its time is a late start
 CONFIG: dict[str, Any] = json.loads(Path(os.environ["AUTHSCALE_LOAD"]).read_text())
@@ -109,6 +109,7 @@ def start_the_clock(**_: Any) -> None:
         Path(CONFIG["clock_file"]).write_text(repr(time.time() + 0.2))
     STATE["start"] = time.perf_counter() + 0.2
     STATE["runqueue_wait_s"] = _runqueue_wait_s()
+    STATE["migrations"] = _migrations()
     if CLOCK is not None:
         CLOCK.start()
     START.set()
@@ -167,9 +168,22 @@ def _waited_s() -> float:
     return 0.0 if start is None else max(0.0, _runqueue_wait_s() - start)
 
 
+def _migrations() -> int:
+    """How often the kernel has moved the senders' thread to another core; 0 where it
+    does not say."""
+    return migrations("/proc/self/sched") or 0
+
+
+def _moved() -> int:
+    """The senders' thread's moves to another core since the clock started."""
+    start = STATE.get("migrations")
+    return 0 if start is None else max(0, _migrations() - start)
+
+
 def _write(recorder: Recorder, path: str) -> None:
     recorder.cpu_s += _cpu_s()
     recorder.runqueue_wait_s += _waited_s()
+    recorder.migrations += _moved()
     recorder.connections += SHARED_CONNECTIONS.opened
     recorder.server_counts = {
         op: n - BEFORE.get(op, 0) for op, n in server_counts(URLS, CONFIG.get("pids")).items()
@@ -182,6 +196,7 @@ def write_the_recorder(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         TOTAL.cpu_s = _cpu_s()
         TOTAL.runqueue_wait_s = _waited_s()
+        TOTAL.migrations = _moved()
         TOTAL.connections = SHARED_CONNECTIONS.opened
         Path(CONFIG["out"]).with_suffix(f".worker{WORKER}.json").write_text(
             json.dumps(TOTAL.to_json())

@@ -50,6 +50,7 @@ class Recorder:
         self.cpu_s = 0.0  # CPU seconds of the load generator's processes
         # seconds their sending threads were runnable but waiting for a core, in the run
         self.runqueue_wait_s = 0.0
+        self.migrations = 0  # ... and times the kernel moved them to another core
 
     def record(self, key: Key, second: int, latency_us: int, error: str | None) -> None:
         op, _, region = key
@@ -80,6 +81,7 @@ class Recorder:
             "server_counts": self.server_counts,
             "cpu_s": self.cpu_s,
             "runqueue_wait_s": self.runqueue_wait_s,
+            "migrations": self.migrations,
             "connections": self.connections,
         }
 
@@ -107,6 +109,7 @@ class Recorder:
             row[2] += errors
         self.cpu_s += data.get("cpu_s", 0.0)
         self.runqueue_wait_s += data.get("runqueue_wait_s", 0.0)
+        self.migrations += data.get("migrations", 0)
         self.connections += data.get("connections", 0)
         for second, region, op, kinds in data.get("second_errors", []):
             for kind, n in kinds.items():

@@ -11,6 +11,7 @@ from server.infra import tree_cpu_seconds
 
 LOOP_CPU = "(event loop cpu_s)"  # a key of server_counts: the servers' loop CPU seconds
 LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for a core
+LOOP_MOVES = "(event loop migrations)"  # and how often one was moved to another core
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
 SERVERS_CPU = "(server processes cpu_s)"  # the stack's server processes, every thread
@@ -32,7 +33,8 @@ def server_counts(
     urls: dict[str, str], pids: dict[str, list[int]] | None = None
 ) -> dict[str, float]:
     """Requests each route has answered, summed over the regions' /metrics, and under
-    LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core);
+    LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core;
+    LOOP_MOVES: moved to another core's run queue);
     with the stack's `pids`, the CPU seconds of its server processes (SERVERS_CPU) and its
     stores (STORES_CPU), each with all its threads and children."""
     counts: dict[str, float] = {}
@@ -47,6 +49,8 @@ def server_counts(
                     counts[LOOP_CPU] = counts.get(LOOP_CPU, 0.0) + float(line.split()[1])
                 elif line.startswith("authscale_event_loop_runqueue_wait_seconds_total "):
                     counts[LOOP_WAIT] = counts.get(LOOP_WAIT, 0.0) + float(line.split()[1])
+                elif line.startswith("authscale_event_loop_migrations_total "):
+                    counts[LOOP_MOVES] = counts.get(LOOP_MOVES, 0.0) + float(line.split()[1])
     if pids:
         counts[SERVERS_CPU] = tree_cpu_seconds(pids.get("servers", []))
         counts[STORES_CPU] = tree_cpu_seconds(pids.get("stores", []))

@@ -473,8 +473,10 @@ def run_spread(pooled: dict[int, int], runs: list[dict[int, int]]) -> dict[str, 
     return out
 
 
-# The simulator's thread groups (sim.cores) that the measured waits belong to.
+# The simulator's thread groups (sim.cores) that the measured waits belong to, and the
+# load run's count of their moves to another core's run queue.
 CORE_GROUP_OF = {"servers": "app/*/loop", "load_generator": "client/loop"}
+MIGRATIONS_OF = {"servers": "server_loop_migrations", "load_generator": "loadgen_migrations"}
 
 
 def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -493,14 +495,17 @@ def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[
     out: dict[str, Any] = {}
     for part, wait_key, cpu_key in RUNQUEUE_WAITS:
         wait, cpu = load.get(wait_key), load.get(cpu_key)
+        group = modelled.get(CORE_GROUP_OF[part]) or {}
+        moved = load.get(MIGRATIONS_OF[part])
         out[part] = (
             {
                 "ms_per_request": round(1000.0 * wait / offered, 4),
                 "per_cpu_ms": round(wait / cpu, 3),
                 "calibration_per_cpu_ms": fitted.get(f"{part}_runqueue_wait_per_cpu_ms"),
-                "simulated_per_cpu_ms": (modelled.get(CORE_GROUP_OF[part]) or {}).get(
-                    "wait_per_cpu_ms"
-                ),
+                "simulated_per_cpu_ms": group.get("wait_per_cpu_ms"),
+                # Moves to another core's run queue per second of the threads' CPU.
+                "migrations_per_cpu_s": round(moved / cpu, 1) if moved is not None else None,
+                "simulated_migrations_per_cpu_s": group.get("migrations_per_cpu_s"),
             }
             if wait is not None and cpu and offered
             else None
@@ -528,6 +533,10 @@ def core_wait_note(result: dict[str, Any]) -> str | None:
             )
         if w.get("simulated_per_cpu_ms") is not None:
             text += f"; the model's shared cores {w['simulated_per_cpu_ms']:.2f}"
+        if w.get("migrations_per_cpu_s") is not None:
+            text += f"; moved to another core {w['migrations_per_cpu_s']:.0f} times per s of CPU"
+            if w.get("simulated_migrations_per_cpu_s") is not None:
+                text += f", the model {w['simulated_migrations_per_cpu_s']:.0f}"
         return text + ")"
 
     client = waits.get("load_generator")

@@ -19,6 +19,19 @@ def runqueue_wait_s(path: str = "/proc/thread-self/schedstat") -> float | None:
         return None
 
 
+def migrations(path: str = "/proc/thread-self/sched") -> int | None:
+    """How many times the kernel has moved the calling thread from one core's run queue
+    to another's (`se.nr_migrations`), or None where the kernel does not say."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("se.nr_migrations"):
+                    return int(line.split(":")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
 class Metrics:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, int], int] = defaultdict(int)
@@ -70,5 +83,14 @@ class Metrics:
                 "thread was runnable but waiting for a core.",
                 "# TYPE authscale_event_loop_runqueue_wait_seconds_total counter",
                 f"authscale_event_loop_runqueue_wait_seconds_total {wait:.6f}",
+            ]
+        # ... and how often the kernel moved it to another core's run queue.
+        moved = migrations()
+        if moved is not None:
+            out += [
+                "# HELP authscale_event_loop_migrations_total Times the event loop thread was "
+                "moved to another core's run queue.",
+                "# TYPE authscale_event_loop_migrations_total counter",
+                f"authscale_event_loop_migrations_total {moved}",
             ]
         return "\n".join(out) + "\n"

@@ -334,15 +334,18 @@ def _summary(
             a: {g: round(u, 4) for g, u in sorted(r.utilisation.items())}
             for a, r in results.items()
         },
-        # The local stack's shared cores: each thread group's CPU and its wait for a core.
+        # The local stack's shared cores: each thread group's CPU, its wait for a core,
+        # and how often its threads were moved to another core's run queue.
         "core_waits": {
             a: {
                 g: {
                     "cpu_ms": round(cpu, 1),
                     "wait_ms": round(wait, 1),
                     "wait_per_cpu_ms": round(wait / cpu, 4) if cpu else None,
+                    "migrations": int(moved),
+                    "migrations_per_cpu_s": round(1000.0 * moved / cpu, 1) if cpu else None,
                 }
-                for g, (cpu, wait) in sorted(r.core_time.items())
+                for g, (cpu, wait, moved) in sorted(r.core_time.items())
             }
             for a, r in results.items()
             if r.core_time

@@ -122,7 +122,10 @@ def _run_one(
         "spells": spells,
         "cells": cells,
         "core_time": (
-            {g: [cpu, cores.wait_by.get(g, 0.0)] for g, cpu in cores.cpu_by.items()}
+            {
+                g: [cpu, cores.wait_by.get(g, 0.0), getattr(cores, "migrations_by", {}).get(g, 0)]
+                for g, cpu in cores.cpu_by.items()
+            }
             if cores is not None
             else {}
         ),
@@ -256,10 +259,10 @@ def _pool(
             res.utilisation[group] = max(res.utilisation.get(group, 0.0), u)
         for key, count in out["spells"].items():
             res.spells[key] = res.spells.get(key, 0.0) + count
-        for group, (cpu, wait) in out["core_time"].items():
-            total = res.core_time.setdefault(group, [0.0, 0.0])
-            total[0] += cpu
-            total[1] += wait
+        for group, times in out["core_time"].items():
+            total = res.core_time.setdefault(group, [0.0, 0.0, 0.0])
+            for i, value in enumerate(times):
+                total[i] += value
         for cell, data in out["cells"].items():
             samples = res.cells.setdefault(cell, CellSamples())
             samples.batches.extend(data["batches"])

@@ -121,6 +121,9 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     # Time waiting for a core, the servers' loops' and the senders' thread's: measured.
     assert summary["server_loop_runqueue_wait_s"] > 0
     assert summary["loadgen_runqueue_wait_s"] > 0
+    # ... and how often the kernel moved those threads to another core: on two cores
+    # shared by the stack, the loops and the senders' thread move many times a second.
+    assert summary["server_loop_migrations"] > 0 and summary["loadgen_migrations"] > 0
     assert summary["machine_window_s"] >= 8 and summary["traced"] is True
     # The stack's own processes, read directly: the servers' every thread holds their
     # loops' CPU and more (HTTP, the hashes); Redis and PostgreSQL worked too.
@@ -377,6 +380,12 @@ def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
     waits = summary["core_waits"]["hybrid"]
     assert {"app/*/loop", "client/loop"} <= set(waits)
     assert all(w["cpu_ms"] > 0 and w["wait_ms"] >= 0 for w in waits.values())
+    # ... and the moves between the cores' run queues counted, as the kernel counts them.
+    loops = waits["app/*/loop"]
+    assert loops["migrations_per_cpu_s"] == pytest.approx(
+        1000 * loops["migrations"] / loops["cpu_ms"], abs=0.1
+    )
+    assert sum(w["migrations"] for w in waits.values()) > 0
 
 
 def _variant(profile: Path, out: Path, **lines: str) -> Path:
@@ -680,6 +689,12 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     assert waits["servers"]["simulated_per_cpu_ms"] == modelled
     text = explain({"goal_met": False, "rows": [], "core_waits": waits})
     assert f"the model's shared cores {modelled:.2f}" in text[0] and "calibration run" in text[0]
+    # ... and how often the loops were moved to another core, measured and modelled.
+    moved = load["server_loop_migrations"] / load["server_loop_cpu_s"]
+    assert waits["servers"]["migrations_per_cpu_s"] == pytest.approx(moved, abs=0.1)
+    model_moves = sim["core_waits"]["hybrid"]["app/*/loop"]["migrations_per_cpu_s"]
+    assert waits["servers"]["simulated_migrations_per_cpu_s"] == model_moves
+    assert f"moved to another core {moved:.0f} times per s of CPU, the model" in text[0]
     # The verdict sets the model's added wait against the measured rise over calibration.
     rose = {"per_cpu_ms": 0.55, "calibration_per_cpu_ms": 0.2, "ms_per_request": 0.3}
     short = core_wait_note({"core_waits": {"servers": {**rose, "simulated_per_cpu_ms": 0.1}}})

@@ -13,7 +13,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from server.metrics import runqueue_wait_s
+from server.metrics import migrations, runqueue_wait_s
 from server.settings import Settings
 from server.storage import Database, Unavailable
 from tests.server.conftest import (
@@ -284,6 +284,10 @@ def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     assert float(values["authscale_event_loop_cpu_seconds_total"]) > 0
     assert float(values["authscale_event_loop_runqueue_wait_seconds_total"]) >= 0
     assert runqueue_wait_s("/proc/no-such-file") is None
+    # ... and how often the kernel moved it to another core (Linux's /proc/.../sched).
+    assert int(values["authscale_event_loop_migrations_total"]) >= 0
+    assert isinstance(migrations(), int) and migrations("/proc/no-such-file") is None
+    assert migrations("/proc/self/stat") is None  # a file without the field
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1") and "/token" in spec["paths"]
     # start-up's heap is frozen, out of the collector's full passes
