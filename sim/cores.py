@@ -35,9 +35,15 @@ Done = Callable[[float], None]
 HAND_OFFS = "hand-offs"  # the owner of the requests' own visits to the cores
 _EPS_MS = 1e-9
 # Linux's sysctl_sched_migration_cost: a thread that ran this recently is cache-hot and is
-# not moved to another core, and a core idle for less than this on average does not look
-# for work on the others when it runs out (kernel/sched/fair.c, 500000 ns).
+# not moved to another core's queue by balancing (kernel/sched/fair.c, 500000 ns).
 MIGRATION_COST_MS = 0.5
+# A core's utilisation as the kernel tracks it (PELT): its busy time, decayed by half every
+# 32 ms (LOAD_AVG_PERIOD). Over the cores of the last-level cache (all of them here) it
+# decides whether a waking thread looks for an idle core (SIS_UTIL): the share of cores
+# scanned is 1 - (1.17 u)^2 (1.17: the cache domain's imbalance_pct, 117), rounded down,
+# so on two cores the scan stops above 60 % busy.
+PELT_HALF_LIFE_MS = 32.0
+SIS_UTIL_PCT = 1.17
 
 
 class CorePool:
@@ -202,7 +208,7 @@ class _Entity:
     """A thread as the scheduler sees it: its virtual runtime, lag and deadline, and the
     core whose run queue it is on."""
 
-    __slots__ = ("core", "cpu", "d", "job", "lag", "left", "prot", "started", "v")
+    __slots__ = ("core", "cpu", "d", "job", "lag", "left", "prot", "recent", "started", "v")
 
     def __init__(self) -> None:
         self.v = 0.0  # virtual runtime: ms of CPU (every thread weighs the same)
@@ -211,6 +217,7 @@ class _Entity:
         self.job: list[Any] | None = None  # [remaining ms, done, owner, since]
         self.core = -1  # the core it runs on, -1 when waiting or asleep
         self.cpu = -1  # the core whose run queue it is on (or was, asleep); -1: never ran
+        self.recent = -1  # the core it was on when it last woke (recent_used_cpu)
         self.started = 0.0  # when it got the core
         self.left = -1e9  # when it last left a core (the kernel's cache-hot test)
         self.prot = 0.0  # the virtual runtime up to which a wake-up cannot preempt it
@@ -230,14 +237,16 @@ class FairCorePool(CorePool):
     it sleeps), so one that has used less than its share preempts one that computes for
     long; two that compute without sleeping take turns a tick long.
 
-    A waking thread goes back to the core it last ran on, unless that core is busy and
-    another is idle (select_idle_sibling). A core that runs out of work pulls a waiting
-    thread from another core's queue (newidle balancing), but only when its average idle
-    time is at least the migration cost and only a thread that has not run for that long
-    (a cache-hot one stays); at each tick an idle core pulls from a core with threads
-    waiting, and a queue two threads longer than another's gives one up, under the same
-    rule. So with every core busy a woken thread waits on its own core even when another
-    core frees first, which a single queue for all cores would not make it do.
+    A waking thread goes back to the core it last ran on if that one is idle, else to the
+    core it was on at its previous wake-up if idle, else to any idle core, but that search
+    stops when the cores are busy on average (SIS_UTIL, above); otherwise it queues on its
+    own core (select_idle_sibling). A core that runs out of work pulls a waiting thread
+    from another core's queue (newidle balancing), but only one that has not run for the
+    migration cost (a cache-hot one stays); at each tick an idle core pulls from a core
+    with threads waiting, and a queue two threads longer than another's gives one up,
+    under the same rule. So with the cores busy a woken thread waits on its own core even
+    when another core frees first, which a single queue for all cores would not make it
+    do.
 
     `slice_ms` and `tick_ms` are the kernel's (see the README: measured on this machine);
     `migration_cost_ms` is Linux's sysctl_sched_migration_cost (0.5 ms by default)."""
@@ -264,10 +273,8 @@ class FairCorePool(CorePool):
         self._running: list[_Entity | None] = [None] * cores
         self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
         self._token = [0] * cores  # a core's pending completion event's number
-        self._idle_since = [0.0] * cores
-        # Each core's average idle time (the kernel's rq->avg_idle: starts at twice the
-        # migration cost, an eighth of each new idle period, capped there).
-        self._avg_idle = [2 * migration_cost_ms] * cores
+        self._util = [0.0] * cores  # each core's PELT utilisation at _util_at
+        self._util_at = [0.0] * cores
         self._ticking = False
         self.migrations = 0  # threads moved from one core's queue to another's
         self.migrations_by: dict[str, int] = {}
@@ -320,17 +327,40 @@ class FairCorePool(CorePool):
         return now - e.left < self.migration_cost_ms
 
     # -- where a thread runs -------------------------------------------------------------
-    def _wake_core(self, e: _Entity) -> int:
-        """The core a waking thread is queued on: the one it last ran on if idle, else an
-        idle one, else its own (a new thread: the core with the fewest runnable)."""
-        idle = [c for c in range(len(self._running)) if self._runnable(c) == 0]
-        if e.cpu >= 0 and e.cpu in idle:
-            return e.cpu
-        if idle:
-            return idle[0]
-        if e.cpu >= 0:
-            return e.cpu
-        return min(range(len(self._running)), key=self._runnable)
+    def _wake_core(self, e: _Entity, now: float) -> int:
+        """The core a waking thread is queued on (select_idle_sibling): the one it last ran
+        on if idle, else the one it was on at its previous wake-up if idle, else an idle
+        one if the cores are not too busy to look, else its own (a new thread: the core
+        with the fewest runnable)."""
+        n = len(self._running)
+        prev, recent = e.cpu, e.recent
+        e.recent = prev
+        if prev >= 0 and self._runnable(prev) == 0:
+            return prev
+        if recent >= 0 and recent != prev and self._runnable(recent) == 0:
+            return recent
+        if prev < 0:
+            return min(range(n), key=self._runnable)
+        if self._scans(now):
+            idle = [c for c in range(n) if self._runnable(c) == 0]
+            if idle:
+                return idle[0]
+        return prev
+
+    def _utilisation(self, core: int, now: float) -> float:
+        """The core's PELT utilisation now (brought up to date)."""
+        keep = 0.5 ** ((now - self._util_at[core]) / PELT_HALF_LIFE_MS)
+        busy = 1.0 if self._running[core] is not None else 0.0
+        self._util[core] = self._util[core] * keep + busy * (1.0 - keep)
+        self._util_at[core] = now
+        return self._util[core]
+
+    def _scans(self, now: float) -> bool:
+        """Whether a waking thread looks for an idle core (SIS_UTIL): the cores scanned,
+        n (1 - (1.17 u)^2) rounded down, is at least one."""
+        n = len(self._running)
+        u = sum(self._utilisation(c, now) for c in range(n)) / n
+        return int(n * (1.0 - min(1.0, (SIS_UTIL_PCT * u) ** 2))) >= 1
 
     def _enqueue(self, e: _Entity, core: int, now: float) -> None:
         e.v = self._average(core, now) - self._placed_lag(e, core, now)
@@ -379,11 +409,10 @@ class FairCorePool(CorePool):
         if e.job is not None:
             raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
         e.job = [work_ms, done, owner, now]
-        c = self._wake_core(e)
+        c = self._wake_core(e, now)
         self._enqueue(e, c, now)
         r = self._running[c]
         if r is None:
-            self._note_idle(c, now)
             self._dispatch(c, now)
         else:
             # Wake-up preemption on its core. The running thread is brought up to date
@@ -413,6 +442,7 @@ class FairCorePool(CorePool):
         e.v += ran
         e.job[0] -= ran
         self._account(e, ran)
+        self._utilisation(core, now)
         e.core = -1
         e.left = now
         e.job[3] = now
@@ -428,11 +458,9 @@ class FairCorePool(CorePool):
 
     def _dispatch(self, core: int, now: float) -> None:
         """Give `core` the next of its queue; a core left without one pulls from another
-        (newidle balancing) when it has been idle long enough on average, or goes idle."""
-        if not self._queues[core] and not (
-            self._avg_idle[core] >= self.migration_cost_ms and self._pull(core, now)
-        ):
-            self._idle_since[core] = now
+        (newidle balancing), or goes idle."""
+        self._utilisation(core, now)  # what it was doing until now
+        if not self._queues[core] and not self._pull(core, now):
             return
         e = self._pick(core, now)
         assert e is not None and e.job is not None
@@ -448,11 +476,6 @@ class FairCorePool(CorePool):
         token = self._token[core]
         self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
 
-    def _note_idle(self, core: int, now: float) -> None:
-        idle = now - self._idle_since[core]
-        avg = self._avg_idle[core] + (idle - self._avg_idle[core]) / 8.0
-        self._avg_idle[core] = min(avg, 2 * self.migration_cost_ms)
-
     def _done(self, core: int, token: int) -> None:
         if token != self._token[core]:
             return  # preempted since
@@ -467,6 +490,7 @@ class FairCorePool(CorePool):
         e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
         e.left = now
         job, e.job = e.job, None
+        self._utilisation(core, now)
         e.core = -1
         self._running[core] = None
         self._token[core] += 1
@@ -483,10 +507,14 @@ class FairCorePool(CorePool):
             now = self.env.now
             for core in cores:
                 r = self._running[core]
-                if r is None or not self._queues[core]:
+                if r is None:
                     continue
+                # Its deadline is renewed once passed even when it runs alone; it gives
+                # way only if a thread waits on its core.
                 if self._v(r, now) >= r.d:
                     r.d = self._v(r, now) + self.slice_ms
+                    if not self._queues[core]:
+                        continue
                     best = self._pick(core, now)
                     if best is not None and best.d < r.d:
                         self._preempt(core, now)
@@ -494,7 +522,6 @@ class FairCorePool(CorePool):
             for core in cores:
                 if self._running[core] is None:
                     if self._pull(core, now):
-                        self._note_idle(core, now)
                         self._dispatch(core, now)
                 elif any(len(self._queues[c]) >= len(self._queues[core]) + 2 for c in cores):
                     self._pull(core, now)

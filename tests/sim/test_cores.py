@@ -272,3 +272,35 @@ def test_fair_cores_wake_a_thread_on_an_idle_core_rather_than_its_busy_one() -> 
     assert pool.migrations == 1 and pool.migrations_by == {"w": 1}
     with pytest.raises(ValueError, match="migration cost cannot be negative"):
         FairCorePool(env, 2, SLICE, TICK, migration_cost_ms=-1.0)
+
+
+def _wake_beside(other_core_busy_ms: float) -> float:
+    """W runs 0.1 ms on core 0, then A computes 200 ms there; core 1 computes for
+    `other_core_busy_ms` (0: never) and then idles. W wakes at 100.5 ms with 0.1 ms of
+    work: when is it done?"""
+    env = simpy.Environment()
+    pool = FairCorePool(env, 2, SLICE, TICK)
+    w = CoreThread("w", pool)
+    done: list[float] = []
+    w.submit(0.1, None)
+
+    def later() -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(0.1)
+        CoreThread("a", pool).submit(200.0, None)  # core 0
+        if other_core_busy_ms:
+            CoreThread("b", pool).submit(other_core_busy_ms, None)  # core 1
+        yield env.timeout(100.4)
+        w.submit(0.1, done.append)
+
+    env.process(later())
+    env.run()
+    return done[0]
+
+
+def test_fair_cores_stop_looking_for_an_idle_core_when_the_cores_are_busy() -> None:
+    # The cores mostly idle (core 1 for 100 ms): W, its own core busy, finds idle core 1.
+    assert _wake_beside(0.0) == pytest.approx(100.6)
+    # Both cores busy for the last 100 ms (PELT about 1): no search (SIS_UTIL stops it
+    # above 60 % on two cores), so W queues on its own core though core 1 freed at 100.1,
+    # and waits for the tick at 104 ms.
+    assert _wake_beside(100.0) == pytest.approx(104.1)
