@@ -400,7 +400,16 @@ def _cores_line(summary: dict[str, Any]) -> str:
         for g, w in waits.items()
         if w["wait_per_cpu_ms"] is not None and g in CORE_GROUPS
     )
-    return f"The machine's cores {busy:.0%} busy; ms waiting for a core per ms of CPU: {parts}.\n"
+    moves = ", ".join(
+        f"{CORE_GROUPS[g]} {waits[g]['migrations_per_cpu_s']:.0f}"
+        for g in ("app/*/loop", "client/loop")
+        if (waits.get(g) or {}).get("migrations_per_cpu_s") is not None
+    )
+    return (
+        f"The machine's cores {busy:.0%} busy; ms waiting for a core per ms of CPU: {parts}"
+        + (f"; moves to another core's queue per s of CPU: {moves}" if moves else "")
+        + ".\n"
+    )
 
 
 def _scale_line(cal: dict[str, Any]) -> str:

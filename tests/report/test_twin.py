@@ -407,7 +407,9 @@ def _p50(summary: dict[str, Any], op: str = "session_validation") -> float:
     )
 
 
-def test_the_threads_share_the_machines_cores(loop: dict[str, Path], tmp_path: Path) -> None:
+def test_the_threads_share_the_machines_cores(
+    loop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same stack on one core and on many: on one, the password hashes (made 40 ms
     of CPU here) take it from the loops whenever they run; on many they do not."""
     text = loop["profile"].read_text()
@@ -428,6 +430,12 @@ def test_the_threads_share_the_machines_cores(loop: dict[str, Path], tmp_path: P
         return json.loads((out / "sim" / "latest" / "summary.json").read_text())
 
     one, many = run(1), run(16)
+    # On one core nothing moves between cores' queues; on sixteen the loops do, and the
+    # console says how often.
+    out = capsys.readouterr().out
+    assert one["core_waits"]["hybrid"]["app/*/loop"]["migrations"] == 0
+    assert many["core_waits"]["hybrid"]["app/*/loop"]["migrations"] > 0
+    assert "moves to another core's queue per s of CPU: the servers' loops 0," in out
     loops_one = one["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
     loops_many = many["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
     assert loops_many == 0.0 < loops_one
