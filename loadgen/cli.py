@@ -22,6 +22,8 @@ from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
 from loadgen.recorder import Recorder, new_histogram
 from loadgen.servers import (
+    HASH_CPU,
+    HASHES,
     LOOP_CPU,
     LOOP_MOVES,
     LOOP_WAIT,
@@ -408,6 +410,9 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         # ... and the times the kernel moved them to another core's run queue.
         "server_loop_migrations": int(rec.server_counts.get(LOOP_MOVES, 0)),
         "loadgen_migrations": rec.migrations,
+        # The password hashes the servers' worker threads ran in the run, and their CPU.
+        "server_hashes": int(rec.server_counts.get(HASHES, 0)),
+        "server_hash_cpu_s": round(rec.server_counts.get(HASH_CPU, 0.0), 4),
         # The machine's busy CPU seconds over the run, what it was busy with before any
         # load (cores' worth), and its cores: calibration's machine-wide capacity.
         "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),

@@ -12,6 +12,8 @@ from server.infra import tree_cpu_seconds
 LOOP_CPU = "(event loop cpu_s)"  # a key of server_counts: the servers' loop CPU seconds
 LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for a core
 LOOP_MOVES = "(event loop migrations)"  # and how often one was moved to another core
+HASH_CPU = "(password hash cpu_s)"  # the password hashes' CPU on the worker threads
+HASHES = "(password hashes)"  # and how many ran
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
 SERVERS_CPU = "(server processes cpu_s)"  # the stack's server processes, every thread
@@ -34,7 +36,8 @@ def server_counts(
 ) -> dict[str, float]:
     """Requests each route has answered, summed over the regions' /metrics, and under
     LOOP_CPU the CPU seconds their event loops have used (LOOP_WAIT: waiting for a core;
-    LOOP_MOVES: moved to another core's run queue);
+    LOOP_MOVES: moved to another core's run queue; HASH_CPU and HASHES: the password
+    hashes' CPU on the worker threads, and their count);
     with the stack's `pids`, the CPU seconds of its server processes (SERVERS_CPU) and its
     stores (STORES_CPU), each with all its threads and children."""
     counts: dict[str, float] = {}
@@ -51,6 +54,10 @@ def server_counts(
                     counts[LOOP_WAIT] = counts.get(LOOP_WAIT, 0.0) + float(line.split()[1])
                 elif line.startswith("authscale_event_loop_migrations_total "):
                     counts[LOOP_MOVES] = counts.get(LOOP_MOVES, 0.0) + float(line.split()[1])
+                elif line.startswith("authscale_password_hash_cpu_seconds_total "):
+                    counts[HASH_CPU] = counts.get(HASH_CPU, 0.0) + float(line.split()[1])
+                elif line.startswith("authscale_password_hashes_total "):
+                    counts[HASHES] = counts.get(HASHES, 0.0) + float(line.split()[1])
     if pids:
         counts[SERVERS_CPU] = tree_cpu_seconds(pids.get("servers", []))
         counts[STORES_CPU] = tree_cpu_seconds(pids.get("stores", []))

@@ -270,6 +270,11 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
         point["stores_cpu_ms_per_request"] = round(1000.0 * stores / offered, 4)
         other = servers - (summary.get("server_loop_cpu_s") or 0.0)
         point["servers_other_cpu_ms_per_request"] = round(1000.0 * max(other, 0.0) / offered, 4)
+    # The password hash's CPU per verification, on the worker threads' own clocks.
+    if summary.get("server_hashes") and summary.get("server_hash_cpu_s"):
+        point["hash_cpu_ms"] = round(
+            1000.0 * summary["server_hash_cpu_s"] / summary["server_hashes"], 4
+        )
     for part, wait_key, cpu_key in RUNQUEUE_WAITS:
         if summary.get(wait_key) is not None and summary.get(cpu_key):
             point[f"{part}_runqueue_wait_per_cpu_ms"] = round(

@@ -78,6 +78,8 @@ class SpeedPoint(_Frozen):
     # Time runnable but waiting for a core (schedstat) per ms of the CPU used.
     servers_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
     load_generator_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
+    # The password hash's CPU per verification (the worker threads' own clocks).
+    hash_cpu_ms: float | None = Field(default=None, gt=0)
 
 
 def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float] | None:
@@ -96,6 +98,7 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
         ("machine", [p.machine_cpu_ms_per_request for p in points]),
         ("stores", [p.stores_cpu_ms_per_request for p in points]),
         ("servers_other", [p.servers_other_cpu_ms_per_request for p in points]),
+        ("hash", [p.hash_cpu_ms for p in points]),
     ):
         if all(m is not None for m in figures):
             out[key] = float(np.interp(qps, at, figures))  # type: ignore[arg-type]
@@ -198,15 +201,21 @@ class Calibration(_Frozen):
 
     def cpu_scale(self, qps: float) -> dict[str, float]:
         """How much the fitted run's CPU times are scaled to model `qps`: the expected CPU
-        per request there over the fitted run's, for the servers and the load generator
-        (1 and 1 without speed points, or with only the fitted run's)."""
+        per request there over the fitted run's, for the servers and the load generator,
+        and per verification for the password hash (1 without speed points, with only the
+        fitted run's, or where the points lack the hash's CPU)."""
         expected = self.expected_cpu_ms(qps)
         base = next((p for p in self.speed if p.run_id == self.run_id), None)
         if expected is None or base is None:
-            return {"servers": 1.0, "load_generator": 1.0}
+            return {"servers": 1.0, "load_generator": 1.0, "hash": 1.0}
         return {
             "servers": expected["servers"] / base.servers_cpu_ms_per_request,
             "load_generator": expected["load_generator"] / base.load_generator_cpu_ms_per_request,
+            "hash": (
+                expected["hash"] / base.hash_cpu_ms
+                if "hash" in expected and base.hash_cpu_ms
+                else 1.0
+            ),
         }
 
     def rest_cpu_ms(self, qps: float) -> float:
@@ -218,17 +227,13 @@ class Calibration(_Frozen):
         expected = self.expected_cpu_ms(qps)
         if expected is None:
             return 0.0
+        threaded = self.threaded_cpu_ms_per_request * self.cpu_scale(qps)["hash"]
         if "stores" in expected and "servers_other" in expected:
             direct = expected["stores"] + expected["servers_other"]
-            return max(direct - self.threaded_cpu_ms_per_request, 0.0)
+            return max(direct - threaded, 0.0)
         if "machine" not in expected:
             return 0.0
-        rest = (
-            expected["machine"]
-            - expected["servers"]
-            - expected["load_generator"]
-            - self.threaded_cpu_ms_per_request
-        )
+        rest = expected["machine"] - expected["servers"] - expected["load_generator"] - threaded
         return max(rest, 0.0)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from server.security import HASHES
+
 # Seconds; fine at the bottom, where loopback latencies live.
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -84,6 +86,16 @@ class Metrics:
                 "# TYPE authscale_event_loop_runqueue_wait_seconds_total counter",
                 f"authscale_event_loop_runqueue_wait_seconds_total {wait:.6f}",
             ]
+        # The password hash's CPU on the worker threads, and how many ran.
+        out += [
+            "# HELP authscale_password_hash_cpu_seconds_total CPU time of the password "
+            "verifications on the worker threads.",
+            "# TYPE authscale_password_hash_cpu_seconds_total counter",
+            f"authscale_password_hash_cpu_seconds_total {HASHES.cpu_s:.6f}",
+            "# HELP authscale_password_hashes_total Password verifications run.",
+            "# TYPE authscale_password_hashes_total counter",
+            f"authscale_password_hashes_total {HASHES.count}",
+        ]
         # ... and how often the kernel moved it to another core's run queue.
         moved = migrations()
         if moved is not None:

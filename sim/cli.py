@@ -422,9 +422,14 @@ def _scale_line(cal: dict[str, Any]) -> str:
             "follow how CPU per request changes with load (make calibrate measures two).\n"
         )
     at = " and ".join(f"{p['qps']:g}" for p in points)
+    hashed = (
+        f", x{scale['hash']:.2f} (the password hash, per verification)"
+        if scale.get("hash", 1.0) != 1.0
+        else ""
+    )
     return (
         f"CPU times scaled x{scale['servers']:.2f} (servers) and "
-        f"x{scale['load_generator']:.2f} (load generator) for this load, from CPU per "
+        f"x{scale['load_generator']:.2f} (load generator){hashed} for this load, from CPU per "
         f"request measured at {at} QPS.\n"
     )
 

@@ -246,7 +246,7 @@ class SystemModel:
         self.edge = {a: stream_of(dist, rng) for a, dist in self.world.profile.edge.items()}
         prof = self.world.profile
         self.app: dict[str, Station] = {}
-        self.cpu_scale = {"servers": 1.0, "load_generator": 1.0}
+        self.cpu_scale = {"servers": 1.0, "load_generator": 1.0, "hash": 1.0}
         self.cores: CorePool | None = None
         self.hop_ms = 0.0
         self.hop: Stream = _ZERO
@@ -492,9 +492,13 @@ class SystemModel:
         threads = self.threaded.get(step.label)
         if threads is not None:
             rest, c.post = c.post, None
+            assert rest is not None
+            # The hash's CPU follows the load as measured per verification.
+            scale = self.cpu_scale.get("hash", 1.0)
             return [
                 CompiledStep(
-                    c.label, True, targets=[(threads[edge], _ZERO)], service=rest,
+                    c.label, True, targets=[(threads[edge], _ZERO)],
+                    service=rest if scale == 1.0 else (lambda: rest() * scale),
                     with_previous=True,
                 )
             ]  # fmt: skip

@@ -270,6 +270,13 @@ def test_calibration_measures_cpu_per_request_at_two_loads(
         assert point.servers_runqueue_wait_per_cpu_ms == pytest.approx(
             summary["server_loop_runqueue_wait_s"] / summary["server_loop_cpu_s"], abs=1e-4
         )
+        # The password hash's CPU per verification, from the worker threads' clocks: the
+        # runs sign users in, and argon2id takes milliseconds of CPU each time.
+        assert summary["server_hashes"] > 0
+        assert point.hash_cpu_ms == pytest.approx(
+            1000 * summary["server_hash_cpu_s"] / summary["server_hashes"], abs=1e-3
+        )
+        assert point.hash_cpu_ms is not None and 2 < point.hash_cpu_ms < 200
     # The fitted run's CPU times stand at its own load; elsewhere they follow the points,
     # linearly in QPS between them and held beyond them.
     ratio = busy.servers_cpu_ms_per_request / light.servers_cpu_ms_per_request

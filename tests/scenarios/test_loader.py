@@ -235,12 +235,30 @@ def _calibration(**changes: Any) -> dict[str, Any]:
 
 def test_calibration_speed_points_scale_cpu_by_load() -> None:
     cal = Calibration.model_validate(_calibration())
-    assert cal.cpu_scale(100) == {"servers": 1.0, "load_generator": 1.0}
-    assert cal.cpu_scale(700) == {"servers": 0.5, "load_generator": 0.5}
+    assert cal.cpu_scale(100) == {"servers": 1.0, "load_generator": 1.0, "hash": 1.0}
+    assert cal.cpu_scale(700) == {"servers": 0.5, "load_generator": 0.5, "hash": 1.0}
     assert cal.cpu_scale(400)["servers"] == pytest.approx(0.75)
     assert cal.cpu_scale(50_000) == cal.cpu_scale(700)  # held beyond the last point
     # Without points the fitted CPU times stand as they are.
     assert Calibration.model_validate(_calibration(speed=[])).cpu_scale(700)["servers"] == 1.0
+
+
+def test_the_password_hash_follows_its_cpu_per_verification() -> None:
+    """With the hash's CPU per verification at both points (24 ms light, 21 ms busy), the
+    hash scales by their ratio, and the rest of the machine's CPU (the servers' other
+    threads less the hash) keeps the hash at that load out of it."""
+    speed = _calibration()["speed"]
+    speed[0] |= {"hash_cpu_ms": 24.0, "stores_cpu_ms_per_request": 0.06,
+                 "servers_other_cpu_ms_per_request": 0.30}  # fmt: skip
+    speed[1] |= {"hash_cpu_ms": 21.0, "stores_cpu_ms_per_request": 0.05,
+                 "servers_other_cpu_ms_per_request": 0.26}  # fmt: skip
+    cal = Calibration.model_validate(_calibration(speed=speed, threaded_cpu_ms_per_request=0.24))
+    assert cal.cpu_scale(700)["hash"] == pytest.approx(21.0 / 24.0)
+    assert cal.cpu_scale(400)["hash"] == pytest.approx(22.5 / 24.0)
+    assert cal.rest_cpu_ms(700) == pytest.approx(0.05 + 0.26 - 0.24 * 21.0 / 24.0)
+    # A point without the hash's figure (an older profile) leaves it as fitted.
+    del speed[1]["hash_cpu_ms"]
+    assert Calibration.model_validate(_calibration(speed=speed)).cpu_scale(700)["hash"] == 1.0
 
 
 def test_calibration_speed_points_are_checked() -> None:

@@ -279,7 +279,9 @@ def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     assert 'authscale_request_seconds_count{operation="login"}' in text
     # The event loop's CPU, and its time waiting for a core (Linux's schedstat).
     values = dict(
-        line.split() for line in text.splitlines() if line.startswith("authscale_event_loop")
+        line.split()
+        for line in text.splitlines()
+        if line.startswith(("authscale_event_loop", "authscale_password"))
     )
     assert float(values["authscale_event_loop_cpu_seconds_total"]) > 0
     assert float(values["authscale_event_loop_runqueue_wait_seconds_total"]) >= 0
@@ -287,6 +289,9 @@ def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     # ... and how often the kernel moved it to another core (Linux's /proc/.../sched).
     assert int(values["authscale_event_loop_migrations_total"]) >= 0
     assert isinstance(migrations(), int) and migrations("/proc/no-such-file") is None
+    # The password verifications the worker threads ran (the sign-in above), and their CPU.
+    assert int(values["authscale_password_hashes_total"]) >= 1
+    assert float(values["authscale_password_hash_cpu_seconds_total"]) > 0
     assert migrations("/proc/self/stat") is None  # a file without the field
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1") and "/token" in spec["paths"]
