@@ -107,10 +107,15 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
 
 class Scheduler(_Frozen):
     """How the machine's kernel shares a core (EEVDF): the base slice a thread is given
-    before others are due, and the timer tick at which a running thread is reconsidered."""
+    before others are due, and the timer tick at which a running thread is reconsidered.
+    `queues`: one run queue every core serves (`shared`, sim.cores.SharedFairCorePool, the
+    default: the closer at 70 % of this machine's capacity so far), or one per core with
+    Linux's rules for moving threads between them (`per_core`, sim.cores.FairCorePool,
+    which reproduces the kernel's waits and moves; see the README)."""
 
     slice_ms: float = Field(gt=0)
     tick_ms: float = Field(gt=0)
+    queues: Literal["shared", "per_core"] = "shared"
     source: str = Field(min_length=3)
 
 

@@ -342,8 +342,10 @@ def _summary(
                     "cpu_ms": round(cpu, 1),
                     "wait_ms": round(wait, 1),
                     "wait_per_cpu_ms": round(wait / cpu, 4) if cpu else None,
-                    "migrations": int(moved),
-                    "migrations_per_cpu_s": round(1000.0 * moved / cpu, 1) if cpu else None,
+                    "migrations": int(moved) if moved is not None else None,
+                    "migrations_per_cpu_s": (
+                        round(1000.0 * moved / cpu, 1) if cpu and moved is not None else None
+                    ),
                 }
                 for g, (cpu, wait, moved) in sorted(r.core_time.items())
             }

@@ -223,7 +223,109 @@ class _Entity:
         self.prot = 0.0  # the virtual runtime up to which a wake-up cannot preempt it
 
 
-class FairCorePool(CorePool):
+class _KernelPool(CorePool):
+    """What both models of the kernel's scheduler share: the base slice and tick, each
+    core's running thread, the threads as entities, and starting a piece of work."""
+
+    def __init__(
+        self, env: simpy.Environment, cores: int, slice_ms: float, tick_ms: float, name: str
+    ) -> None:
+        super().__init__(env, cores, name)
+        if slice_ms <= 0 or tick_ms <= 0:
+            raise ValueError(f"{name}: slice and tick must be positive ({slice_ms}, {tick_ms})")
+        self.slice_ms = slice_ms
+        self.tick_ms = tick_ms
+        self.lag_limit = max(2 * slice_ms, tick_ms)
+        self._running: list[_Entity | None] = [None] * cores
+        self._token = [0] * cores  # a core's pending completion event's number
+        self._ticking = False
+
+    def entity(self) -> _Entity:
+        """A new thread of this machine (a thread's state lives as long as the thread)."""
+        return _Entity()
+
+    def _v(self, e: _Entity, now: float) -> float:
+        return e.v + (now - e.started if e.core >= 0 else 0.0)
+
+    def _begin(
+        self, work_ms: float, done: Done | None, owner: str, entity: _Entity | None
+    ) -> _Entity | None:
+        """The thread that is to run `work_ms` now, its job set; None when there is no
+        work (`done` has been called)."""
+        now = self.env.now
+        self.served += 1
+        if work_ms <= 0.0:
+            if done is not None:
+                done(now)
+            return None
+        e = entity if entity is not None else _Entity()
+        if e.job is not None:
+            raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
+        e.job = [work_ms, done, owner, now]
+        return e
+
+    def _account(self, e: _Entity, ran: float) -> None:
+        assert e.job is not None
+        owner = e.job[2]
+        self.cpu_by[owner] = self.cpu_by.get(owner, 0.0) + ran
+        self.busy_ms += ran
+
+    def _take_off(self, core: int, now: float) -> _Entity:
+        """Take the running thread off `core` (preempted), its CPU so far accounted; the
+        caller queues it."""
+        e = self._running[core]
+        assert e is not None and e.job is not None
+        ran = now - e.started
+        e.v += ran
+        e.job[0] -= ran
+        self._account(e, ran)
+        e.core = -1
+        e.left = now
+        e.job[3] = now
+        self._running[core] = None
+        self._token[core] += 1
+        return e
+
+    def _put_on(self, core: int, e: _Entity, now: float) -> None:
+        """Give `core` to `e` (its wait since it became runnable accounted) until its work
+        is done, unless something takes the core first."""
+        assert e.job is not None
+        waited = now - e.job[3]
+        if waited > 0:
+            self.wait_by[e.job[2]] = self.wait_by.get(e.job[2], 0.0) + waited
+        e.core = core
+        e.started = now
+        e.prot = e.d
+        self._running[core] = e
+        self._token[core] += 1
+        token = self._token[core]
+        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+
+    def _ending(self, core: int, token: int) -> tuple[_Entity, float, float] | None:
+        """The thread whose work on `core` is done now, its CPU accounted, with the time it
+        ran and now; None when the completion is stale (it was preempted since)."""
+        if token != self._token[core]:
+            return None
+        now = self.env.now
+        e = self._running[core]
+        assert e is not None and e.job is not None
+        ran = now - e.started
+        self._account(e, ran)
+        return e, ran, now
+
+    def _done(self, core: int, token: int) -> None:
+        raise NotImplementedError  # each model has its own
+
+    def _keep_ticking(self) -> None:
+        if not self._ticking:
+            self._ticking = True
+            self.env.process(self._ticks())
+
+    def _ticks(self) -> Generator[simpy.Event, None, None]:
+        raise NotImplementedError  # each model has its own
+
+
+class FairCorePool(_KernelPool):
     """The machine's cores as Linux shares them: EEVDF on each core's run queue, to the
     tick, and the rules that move threads between the queues.
 
@@ -261,32 +363,17 @@ class FairCorePool(CorePool):
         *,
         migration_cost_ms: float = MIGRATION_COST_MS,
     ) -> None:
-        super().__init__(env, cores, name)
-        if slice_ms <= 0 or tick_ms <= 0:
-            raise ValueError(f"{name}: slice and tick must be positive ({slice_ms}, {tick_ms})")
+        super().__init__(env, cores, slice_ms, tick_ms, name)
         if migration_cost_ms < 0:
             raise ValueError(f"{name}: the migration cost cannot be negative ({migration_cost_ms})")
-        self.slice_ms = slice_ms
-        self.tick_ms = tick_ms
         self.migration_cost_ms = migration_cost_ms
-        self.lag_limit = max(2 * slice_ms, tick_ms)
-        self._running: list[_Entity | None] = [None] * cores
         self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
-        self._token = [0] * cores  # a core's pending completion event's number
         self._util = [0.0] * cores  # each core's PELT utilisation at _util_at
         self._util_at = [0.0] * cores
-        self._ticking = False
         self.migrations = 0  # threads moved from one core's queue to another's
         self.migrations_by: dict[str, int] = {}
 
-    def entity(self) -> _Entity:
-        """A new thread of this machine (a thread's state lives as long as the thread)."""
-        return _Entity()
-
     # -- the scheduler's arithmetic ----------------------------------------------------
-    def _v(self, e: _Entity, now: float) -> float:
-        return e.v + (now - e.started if e.core >= 0 else 0.0)
-
     def _average(self, core: int, now: float) -> float:
         r = self._running[core]
         es = self._queues[core] + ([r] if r is not None else [])
@@ -399,16 +486,10 @@ class FairCorePool(CorePool):
     def run(
         self, work_ms: float, done: Done | None, owner: str = "", entity: _Entity | None = None
     ) -> None:
-        now = self.env.now
-        self.served += 1
-        if work_ms <= 0.0:
-            if done is not None:
-                done(now)
+        e = self._begin(work_ms, done, owner, entity)
+        if e is None:
             return
-        e = entity if entity is not None else _Entity()
-        if e.job is not None:
-            raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
-        e.job = [work_ms, done, owner, now]
+        now = self.env.now
         c = self._wake_core(e, now)
         self._enqueue(e, c, now)
         r = self._running[c]
@@ -431,30 +512,11 @@ class FairCorePool(CorePool):
             ):
                 self._preempt(c, now)
                 self._dispatch(c, now)
-        if not self._ticking:
-            self._ticking = True
-            self.env.process(self._ticks())
+        self._keep_ticking()
 
     def _preempt(self, core: int, now: float) -> None:
-        e = self._running[core]
-        assert e is not None and e.job is not None
-        ran = now - e.started
-        e.v += ran
-        e.job[0] -= ran
-        self._account(e, ran)
         self._utilisation(core, now)
-        e.core = -1
-        e.left = now
-        e.job[3] = now
-        self._running[core] = None
-        self._token[core] += 1
-        self._queues[core].append(e)
-
-    def _account(self, e: _Entity, ran: float) -> None:
-        assert e.job is not None
-        owner = e.job[2]
-        self.cpu_by[owner] = self.cpu_by.get(owner, 0.0) + ran
-        self.busy_ms += ran
+        self._queues[core].append(self._take_off(core, now))
 
     def _dispatch(self, core: int, now: float) -> None:
         """Give `core` the next of its queue; a core left without one pulls from another
@@ -465,31 +527,20 @@ class FairCorePool(CorePool):
         e = self._pick(core, now)
         assert e is not None and e.job is not None
         self._queues[core].remove(e)
-        waited = now - e.job[3]
-        if waited > 0:
-            self.wait_by[e.job[2]] = self.wait_by.get(e.job[2], 0.0) + waited
-        e.core = core
-        e.started = now
-        e.prot = e.d
-        self._running[core] = e
-        self._token[core] += 1
-        token = self._token[core]
-        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+        self._put_on(core, e, now)
 
     def _done(self, core: int, token: int) -> None:
-        if token != self._token[core]:
-            return  # preempted since
-        now = self.env.now
-        e = self._running[core]
-        assert e is not None and e.job is not None
-        ran = now - e.started
-        self._account(e, ran)
+        ending = self._ending(core, token)
+        if ending is None:
+            return
+        e, ran, now = ending
         # Its lag, against the average of its core's runnable threads, itself included.
         avg = self._average(core, now)
         e.v += ran
         e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
         e.left = now
         job, e.job = e.job, None
+        assert job is not None
         self._utilisation(core, now)
         e.core = -1
         self._running[core] = None
@@ -525,4 +576,123 @@ class FairCorePool(CorePool):
                         self._dispatch(core, now)
                 elif any(len(self._queues[c]) >= len(self._queues[core]) + 2 for c in cores):
                     self._pull(core, now)
+        self._ticking = False
+
+
+class SharedFairCorePool(_KernelPool):
+    """The machine's cores as one run queue that every core serves, under Linux's EEVDF
+    rules to the tick: the profile's default (`queues = "shared"`), because against this
+    machine's load runs at 70 % of its capacity it has come closer than `FairCorePool`,
+    though it lets any free core take any waiting thread, which Linux's per-core queues
+    do not (see the README).
+
+    Every runnable thread has a virtual runtime (its CPU time) and a deadline a slice
+    beyond it. A core runs, of the threads whose virtual runtime is not ahead of the
+    average, the one with the earliest deadline; it is reconsidered when a thread wakes up
+    (which preempts a running one with a later deadline), when its work is done, and at
+    each timer tick once it has run its slice. A thread that slept keeps its lag (clamped),
+    so a thread that has used less than its share preempts one that computes for long; two
+    that compute without sleeping take turns a tick long. `slice_ms` and `tick_ms` are the
+    kernel's (see the README: measured on this machine)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        cores: int,
+        slice_ms: float,
+        tick_ms: float,
+        name: str = "machine/cores",
+    ) -> None:
+        super().__init__(env, cores, slice_ms, tick_ms, name)
+        self._waiting: list[_Entity] = []
+
+    # -- the scheduler's arithmetic ----------------------------------------------------
+    def _average(self, now: float) -> float:
+        es = [e for e in self._running if e is not None] + self._waiting
+        return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
+
+    def _pick(self, now: float) -> _Entity | None:
+        if not self._waiting:
+            return None
+        avg = self._average(now)
+        eligible = [e for e in self._waiting if e.v <= avg + _EPS_MS]
+        pool = eligible or self._waiting
+        return min(pool, key=lambda e: e.d)
+
+    # -- running work ------------------------------------------------------------------
+    def run(
+        self, work_ms: float, done: Done | None, owner: str = "", entity: _Entity | None = None
+    ) -> None:
+        e = self._begin(work_ms, done, owner, entity)
+        if e is None:
+            return
+        now = self.env.now
+        # Wake up: placed at the average less the lag it kept, a slice to its deadline.
+        e.v = self._average(now) - e.lag
+        e.d = e.v + self.slice_ms
+        self._waiting.append(e)
+        free = next((c for c, r in enumerate(self._running) if r is None), -1)
+        if free >= 0:
+            self._dispatch(free, now)
+        else:
+            # Wake-up preemption. The running threads are brought up to date first: one
+            # past its deadline gets the next and is picked anew; otherwise the one due
+            # last gives way if the woken one is eligible and due earlier.
+            for c, r in enumerate(self._running):
+                if r is not None and self._v(r, now) >= r.d:
+                    r.d = self._v(r, now) + self.slice_ms
+                    self._preempt(c, now)
+                    self._dispatch(c, now)
+            if e.core < 0:
+                c, r = max(
+                    ((c, r) for c, r in enumerate(self._running) if r is not None),
+                    key=lambda cr: cr[1].d,
+                )
+                if e.v <= self._average(now) + _EPS_MS and e.d < r.d:
+                    self._preempt(c, now)
+                    self._dispatch(c, now)
+        self._keep_ticking()
+
+    def _preempt(self, core: int, now: float) -> None:
+        self._waiting.append(self._take_off(core, now))
+
+    def _dispatch(self, core: int, now: float) -> None:
+        e = self._pick(now)
+        if e is None:
+            return
+        self._waiting.remove(e)
+        self._put_on(core, e, now)
+
+    def _done(self, core: int, token: int) -> None:
+        ending = self._ending(core, token)
+        if ending is None:
+            return
+        e, ran, now = ending
+        e.v += ran
+        job, e.job = e.job, None
+        assert job is not None
+        e.core = -1
+        self._running[core] = None
+        self._token[core] += 1
+        avg = self._average(now)
+        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v)) if self._waiting else 0.0
+        self._dispatch(core, now)
+        if job[1] is not None:
+            job[1](now)
+
+    def _ticks(self) -> Generator[simpy.Event, None, None]:
+        """The timer tick, on every core: a thread past its deadline gets a new one, and
+        gives way to an eligible thread due earlier."""
+        while self._waiting or any(r is not None for r in self._running):
+            yield self.env.timeout(self.tick_ms)
+            now = self.env.now
+            for core, r in enumerate(self._running):
+                if r is None or not self._waiting:
+                    continue
+                if self._v(r, now) >= r.d:
+                    r.d = self._v(r, now) + self.slice_ms
+                    best = self._pick(now)
+                    if best is not None and best.d < r.d:
+                        self._preempt(core, now)
+                        self._dispatch(core, now)
         self._ticking = False

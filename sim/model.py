@@ -32,7 +32,7 @@ from sim.components import (
     RedisCluster,
     delay_of,
 )
-from sim.cores import CorePool, CoreThread, FairCorePool
+from sim.cores import CorePool, CoreThread, FairCorePool, SharedFairCorePool
 from sim.errors import SimulationError
 from sim.queues import FcfsStation, TurnStation
 from sim.sampling import Stream, stream_of, uniform01
@@ -261,12 +261,13 @@ class SystemModel:
                 self.app = {r: FcfsStation(f"app/{r}/loop", servers) for r in topo.regions}
             else:
                 # ... and every thread of the machine waits for one of its cores, shared
-                # as the kernel shares them (a run queue per core, EEVDF on each to the
-                # tick; sim.cores), or equally
+                # as the kernel shares them (EEVDF to the tick; one run queue for all the
+                # cores or one per core, as the profile says; sim.cores), or equally
                 # where the profile lacks the scheduler's figures.
                 sched = cal.scheduler
+                pool = {"shared": SharedFairCorePool, "per_core": FairCorePool}
                 cores = self.cores = (
-                    FairCorePool(self.env, cal.cores, sched.slice_ms, sched.tick_ms)
+                    pool[sched.queues](self.env, cal.cores, sched.slice_ms, sched.tick_ms)
                     if sched is not None
                     else CorePool(self.env, cal.cores)
                 )

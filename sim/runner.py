@@ -77,7 +77,7 @@ class ArchitectureResult:
     cpu_s: float
     # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core]
     # summed over the replications (sim.cores).
-    core_time: dict[str, list[float]] = field(default_factory=dict)
+    core_time: dict[str, list[float | None]] = field(default_factory=dict)
     # The local stack's slow spells (sim.stats.slow_spells, logins marked), summed likewise.
     spells: dict[str, float] = field(default_factory=dict)
 
@@ -111,6 +111,8 @@ def _run_one(
         group = station.name.rsplit("/", 1)[0]
         util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
     cores = getattr(model, "cores", None)
+    # Moves between cores' run queues, where the model has a queue per core.
+    moves = getattr(cores, "migrations_by", None)
     spells = {}
     if model.in_order is not None:
         latency, cell_of = model.in_order
@@ -123,7 +125,7 @@ def _run_one(
         "cells": cells,
         "core_time": (
             {
-                g: [cpu, cores.wait_by.get(g, 0.0), getattr(cores, "migrations_by", {}).get(g, 0)]
+                g: [cpu, cores.wait_by.get(g, 0.0), moves.get(g, 0) if moves is not None else None]
                 for g, cpu in cores.cpu_by.items()
             }
             if cores is not None
@@ -262,7 +264,7 @@ def _pool(
         for group, times in out["core_time"].items():
             total = res.core_time.setdefault(group, [0.0, 0.0, 0.0])
             for i, value in enumerate(times):
-                total[i] += value
+                total[i] = None if value is None or total[i] is None else total[i] + value
         for cell, data in out["cells"].items():
             samples = res.cells.setdefault(cell, CellSamples())
             samples.batches.extend(data["batches"])

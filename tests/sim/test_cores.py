@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.cores import HAND_OFFS, CorePool, CoreThread, FairCorePool
+from sim.cores import HAND_OFFS, CorePool, CoreThread, FairCorePool, SharedFairCorePool
 
 
 def _at(env: simpy.Environment, t: float, fn: Callable[[], None]) -> None:
@@ -147,11 +147,17 @@ def test_bad_sizes_are_refused() -> None:
 SLICE, TICK = 1.5, 4.0
 
 
-def _waker_delays(burst_ms: float, cores: int = 1, spinners: int = 1) -> np.ndarray:
+# Both of the kernel's models: a run queue per core, and one queue every core serves.
+POOLS = pytest.mark.parametrize("pool_of", [FairCorePool, SharedFairCorePool])
+
+
+def _waker_delays(
+    burst_ms: float, cores: int = 1, spinners: int = 1, pool_of: Any = FairCorePool
+) -> np.ndarray:
     """How long a thread that sleeps 1 ms, then computes `burst_ms`, waits for a core on
     each wake-up while `spinners` threads compute without end on `cores` cores."""
     env = simpy.Environment()
-    pool = FairCorePool(env, cores, SLICE, TICK)
+    pool = pool_of(env, cores, SLICE, TICK)
     for i in range(spinners):
         CoreThread(f"spin{i}", pool).submit(10_000.0, None)
     waker = CoreThread("waker", pool)
@@ -171,26 +177,29 @@ def _waker_delays(burst_ms: float, cores: int = 1, spinners: int = 1) -> np.ndar
     return np.array(delays)
 
 
-def test_fair_cores_let_a_thread_that_slept_preempt_one_that_computes() -> None:
+@POOLS
+def test_fair_cores_let_a_thread_that_slept_preempt_one_that_computes(pool_of: Any) -> None:
     # On this machine a 0.1 ms waker beside a spinner on its core waited 0.07 ms at the
     # median and 0.10 at p90: it preempts. The model: none at the median or p90.
-    delays = _waker_delays(0.1)
+    delays = _waker_delays(0.1, pool_of=pool_of)
     assert np.percentile(delays, 90) < 0.01
     # Processor sharing would have slowed each of its bursts to half speed instead.
     assert np.percentile(delays, 50) < 0.05
 
 
-def test_fair_cores_make_a_thread_beyond_its_share_wait_for_the_tick() -> None:
+@POOLS
+def test_fair_cores_make_a_thread_beyond_its_share_wait_for_the_tick(pool_of: Any) -> None:
     # 3 ms of work per 1 ms of sleep is beyond half a core: it waits for the tick.
-    delays = _waker_delays(3.0)
+    delays = _waker_delays(3.0, pool_of=pool_of)
     assert np.percentile(delays, 50) == pytest.approx(TICK, abs=0.5)
     # With a second core free of spinners, it never waits.
-    assert np.percentile(_waker_delays(3.0, cores=2), 99) < 0.01
+    assert np.percentile(_waker_delays(3.0, cores=2, pool_of=pool_of), 99) < 0.01
 
 
-def test_fair_cores_give_two_spinners_turns_of_a_tick() -> None:
+@POOLS
+def test_fair_cores_give_two_spinners_turns_of_a_tick(pool_of: Any) -> None:
     env = simpy.Environment()
-    pool = FairCorePool(env, 1, SLICE, TICK)
+    pool = pool_of(env, 1, SLICE, TICK)
     done: dict[str, float] = {}
     for name in ("a", "b"):
         CoreThread(name, pool).submit(100.0, lambda t, name=name: done.__setitem__(name, t))
@@ -201,24 +210,31 @@ def test_fair_cores_give_two_spinners_turns_of_a_tick() -> None:
     assert pool.wait_by["a"] + pool.wait_by["b"] == pytest.approx(200.0 - TICK)
 
 
-def test_fair_cores_run_alone_at_full_speed_and_refuse_bad_figures() -> None:
+@POOLS
+def test_fair_cores_run_alone_at_full_speed_and_refuse_bad_figures(pool_of: Any) -> None:
     env = simpy.Environment()
-    pool = FairCorePool(env, 2, SLICE, TICK)
+    pool = pool_of(env, 2, SLICE, TICK)
     done: list[float] = []
     pool.run(5.0, done.append)
     pool.run(3.0, done.append)
     env.run()
     assert done == pytest.approx([3.0, 5.0])
     with pytest.raises(ValueError, match="slice and tick must be positive"):
-        FairCorePool(env, 2, 0.0, TICK)
+        pool_of(env, 2, 0.0, TICK)
 
 
-def _hot_waker(other_core_frees_at: float, migration_cost_ms: float = 0.5) -> tuple[float, int]:
+def _hot_waker(
+    other_core_frees_at: float, migration_cost_ms: float = 0.5, shared: bool = False
+) -> tuple[float, int | None]:
     """Core 0 runs W for 0.2 ms, then M for 2 ms; core 1 runs L until `other_core_frees_at`.
     W wakes at 0.3 ms with 1 ms of work, both cores busy: when does it finish, and how many
     times did a thread change cores?"""
     env = simpy.Environment()
-    pool = FairCorePool(env, 2, SLICE, TICK, migration_cost_ms=migration_cost_ms)
+    pool: CorePool = (
+        SharedFairCorePool(env, 2, SLICE, TICK)
+        if shared
+        else FairCorePool(env, 2, SLICE, TICK, migration_cost_ms=migration_cost_ms)
+    )
     w, m, lng = (CoreThread(n, pool) for n in ("w", "m", "l"))
     done: list[float] = []
     w.submit(0.2, None)  # core 0 (both idle: the first)
@@ -232,7 +248,7 @@ def _hot_waker(other_core_frees_at: float, migration_cost_ms: float = 0.5) -> tu
 
     env.process(later())
     env.run()
-    return done[0], pool.migrations
+    return done[0], getattr(pool, "migrations", None)
 
 
 def test_fair_cores_keep_a_cache_hot_thread_waiting_on_its_own_core() -> None:
@@ -250,6 +266,9 @@ def test_fair_cores_pull_a_waiting_thread_that_has_gone_cold() -> None:
     assert moved == 1
     # With no migration cost nothing is cache-hot: core 1 takes W as soon as it frees.
     assert _hot_waker(0.5, migration_cost_ms=0.0) == (pytest.approx(1.5), 1)
+    # One queue for all the cores (the profile's default) does the same, and has no
+    # queues to move a thread between.
+    assert _hot_waker(0.5, shared=True) == (pytest.approx(1.5), None)
 
 
 def test_fair_cores_wake_a_thread_on_an_idle_core_rather_than_its_busy_one() -> None:
