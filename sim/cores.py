@@ -14,7 +14,10 @@ known when it arrives (a later arrival can delay it), unlike the FCFS stations o
   wake-up preemption after the running thread's slice), which is what makes a light
   thread preempt and a heavy one wait a tick, and the rules that move a waiting thread to
   another core (only an idle core takes one, and never a cache-hot one), which is what
-  makes a thread wait on its own core while another frees.
+  makes a thread wait on its own core while another frees (`queues = "per_core"`).
+- `SharedFairCorePool`: the same EEVDF rules over one run queue that every core serves,
+  so any free core takes any waiting thread (`queues = "shared"`, the default: the closer
+  of the two to this machine's latency at 70 % of its capacity so far).
 - `CoreThread`: a thread (an event loop, the load generator's senders, a hashing pool):
   its work items run one at a time per thread in arrival order, and only the running
   item wants a core.
