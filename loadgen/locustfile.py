@@ -162,10 +162,16 @@ def _runqueue_wait_s() -> float:
     return runqueue_wait_s("/proc/self/schedstat") or 0.0
 
 
+def _since_start(key: str, now: float) -> float:
+    """How far a counter of the senders' thread, read `now`, has gone since the clock
+    started, when STATE[key] was read (0 before it)."""
+    start = STATE.get(key)
+    return 0.0 if start is None else max(0.0, now - start)
+
+
 def _waited_s() -> float:
     """The senders' thread's wait for a core since the clock started (0 before it)."""
-    start = STATE.get("runqueue_wait_s")
-    return 0.0 if start is None else max(0.0, _runqueue_wait_s() - start)
+    return _since_start("runqueue_wait_s", _runqueue_wait_s())
 
 
 def _migrations() -> int:
@@ -176,8 +182,7 @@ def _migrations() -> int:
 
 def _moved() -> int:
     """The senders' thread's moves to another core since the clock started."""
-    start = STATE.get("migrations")
-    return 0 if start is None else max(0, _migrations() - start)
+    return int(_since_start("migrations", _migrations()))
 
 
 def _write(recorder: Recorder, path: str) -> None:

@@ -14,6 +14,14 @@ LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for 
 LOOP_MOVES = "(event loop migrations)"  # and how often one was moved to another core
 HASH_CPU = "(password hash cpu_s)"  # the password hashes' CPU on the worker threads
 HASHES = "(password hashes)"  # and how many ran
+# The servers' unlabelled counters summed over the regions, by the key they take.
+SUMMED = {
+    "authscale_event_loop_cpu_seconds_total": LOOP_CPU,
+    "authscale_event_loop_runqueue_wait_seconds_total": LOOP_WAIT,
+    "authscale_event_loop_migrations_total": LOOP_MOVES,
+    "authscale_password_hash_cpu_seconds_total": HASH_CPU,
+    "authscale_password_hashes_total": HASHES,
+}
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window
 SERVERS_CPU = "(server processes cpu_s)"  # the stack's server processes, every thread
@@ -48,16 +56,8 @@ def server_counts(
                     labels, value = line.rsplit(" ", 1)
                     op = labels.split('operation="')[1].split('"')[0]
                     counts[op] = counts.get(op, 0) + int(float(value))
-                elif line.startswith("authscale_event_loop_cpu_seconds_total "):
-                    counts[LOOP_CPU] = counts.get(LOOP_CPU, 0.0) + float(line.split()[1])
-                elif line.startswith("authscale_event_loop_runqueue_wait_seconds_total "):
-                    counts[LOOP_WAIT] = counts.get(LOOP_WAIT, 0.0) + float(line.split()[1])
-                elif line.startswith("authscale_event_loop_migrations_total "):
-                    counts[LOOP_MOVES] = counts.get(LOOP_MOVES, 0.0) + float(line.split()[1])
-                elif line.startswith("authscale_password_hash_cpu_seconds_total "):
-                    counts[HASH_CPU] = counts.get(HASH_CPU, 0.0) + float(line.split()[1])
-                elif line.startswith("authscale_password_hashes_total "):
-                    counts[HASHES] = counts.get(HASHES, 0.0) + float(line.split()[1])
+                elif (key := SUMMED.get(line.split(" ", 1)[0])) is not None:
+                    counts[key] = counts.get(key, 0.0) + float(line.split()[1])
     if pids:
         counts[SERVERS_CPU] = tree_cpu_seconds(pids.get("servers", []))
         counts[STORES_CPU] = tree_cpu_seconds(pids.get("stores", []))

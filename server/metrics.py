@@ -71,38 +71,40 @@ class Metrics:
             out.append(f'authscale_request_seconds_count{{operation="{op}"}} {self.totals[op]}')
         # Rendered on the event loop's thread, so this is the loop's own CPU: what requests
         # cost it in all, HTTP parsing included (calibration needs the part outside steps).
-        out += [
-            "# HELP authscale_event_loop_cpu_seconds_total CPU time of the event loop thread.",
-            "# TYPE authscale_event_loop_cpu_seconds_total counter",
-            f"authscale_event_loop_cpu_seconds_total {time.thread_time():.6f}",
-        ]
+        out += _counter(
+            "authscale_event_loop_cpu_seconds_total",
+            "CPU time of the event loop thread.",
+            f"{time.thread_time():.6f}",
+        )
         # And how long it waited for a core while it had work: on a shared machine, time
         # a request spends neither in the server's code nor in its own awaits.
         wait = runqueue_wait_s()
         if wait is not None:
-            out += [
-                "# HELP authscale_event_loop_runqueue_wait_seconds_total Time the event loop "
-                "thread was runnable but waiting for a core.",
-                "# TYPE authscale_event_loop_runqueue_wait_seconds_total counter",
-                f"authscale_event_loop_runqueue_wait_seconds_total {wait:.6f}",
-            ]
-        # The password hash's CPU on the worker threads, and how many ran.
-        out += [
-            "# HELP authscale_password_hash_cpu_seconds_total CPU time of the password "
-            "verifications on the worker threads.",
-            "# TYPE authscale_password_hash_cpu_seconds_total counter",
-            f"authscale_password_hash_cpu_seconds_total {HASHES.cpu_s:.6f}",
-            "# HELP authscale_password_hashes_total Password verifications run.",
-            "# TYPE authscale_password_hashes_total counter",
-            f"authscale_password_hashes_total {HASHES.count}",
-        ]
+            out += _counter(
+                "authscale_event_loop_runqueue_wait_seconds_total",
+                "Time the event loop thread was runnable but waiting for a core.",
+                f"{wait:.6f}",
+            )
         # ... and how often the kernel moved it to another core's run queue.
         moved = migrations()
         if moved is not None:
-            out += [
-                "# HELP authscale_event_loop_migrations_total Times the event loop thread was "
-                "moved to another core's run queue.",
-                "# TYPE authscale_event_loop_migrations_total counter",
-                f"authscale_event_loop_migrations_total {moved}",
-            ]
+            out += _counter(
+                "authscale_event_loop_migrations_total",
+                "Times the event loop thread was moved to another core's run queue.",
+                str(moved),
+            )
+        # The password hash's CPU on the worker threads, and how many ran.
+        out += _counter(
+            "authscale_password_hash_cpu_seconds_total",
+            "CPU time of the password verifications on the worker threads.",
+            f"{HASHES.cpu_s:.6f}",
+        )
+        out += _counter(
+            "authscale_password_hashes_total", "Password verifications run.", str(HASHES.count)
+        )
         return "\n".join(out) + "\n"
+
+
+def _counter(name: str, help_text: str, value: str) -> list[str]:
+    """A counter without labels in the text exposition: its HELP, TYPE and value lines."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]

@@ -495,7 +495,7 @@ class SystemModel:
             rest, c.post = c.post, None
             assert rest is not None
             # The hash's CPU follows the load as measured per verification.
-            scale = self.cpu_scale.get("hash", 1.0)
+            scale = self.cpu_scale["hash"]
             return [
                 CompiledStep(
                     c.label, True, targets=[(threads[edge], _ZERO)],

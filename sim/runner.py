@@ -75,7 +75,8 @@ class ArchitectureResult:
     utilisation: dict[str, float]
     simulated_requests: int
     cpu_s: float
-    # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core]
+    # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core,
+    # moves to another core's run queue (None where the model has one queue for all)]
     # summed over the replications (sim.cores).
     core_time: dict[str, list[float | None]] = field(default_factory=dict)
     # The local stack's slow spells (sim.stats.slow_spells, logins marked), summed likewise.
