@@ -211,7 +211,19 @@ class _Entity:
     """A thread as the scheduler sees it: its virtual runtime, lag and deadline, and the
     core whose run queue it is on."""
 
-    __slots__ = ("core", "cpu", "d", "job", "lag", "left", "prot", "recent", "started", "v")
+    __slots__ = (
+        "core",
+        "cpu",
+        "d",
+        "delayed",
+        "job",
+        "lag",
+        "left",
+        "prot",
+        "recent",
+        "started",
+        "v",
+    )
 
     def __init__(self) -> None:
         self.v = 0.0  # virtual runtime: ms of CPU (every thread weighs the same)
@@ -224,6 +236,7 @@ class _Entity:
         self.started = 0.0  # when it got the core
         self.left = -1e9  # when it last left a core (the kernel's cache-hot test)
         self.prot = 0.0  # the virtual runtime up to which a wake-up cannot preempt it
+        self.delayed = False  # asleep, but still on its core's queue (it left with a debt)
 
 
 class _KernelPool(CorePool):
@@ -338,9 +351,11 @@ class FairCorePool(_KernelPool):
     running thread is reconsidered when a thread wakes on its core (which preempts it if
     the running one is ahead of the average, or has run the slice it was picked with and
     is due later: RUN_TO_PARITY), when its work is done, and at each timer tick once it has
-    run its slice. A thread that slept keeps its lag (clamped; a debt is worked off while
-    it sleeps), so one that has used less than its share preempts one that computes for
-    long; two that compute without sleeping take turns a tick long.
+    run its slice. A thread that slept keeps its lag (clamped), so one that has used less
+    than its share preempts one that computes for long; two that compute without sleeping
+    take turns a tick long. One that went to sleep ahead of its share stays asleep on its
+    core's queue, earning credit as the others run, until it wakes there (keeping it) or
+    the core picks anew with its debt paid (losing it); measured on this machine.
 
     A waking thread goes back to the core it last ran on if that one is idle, else to the
     core it was on at its previous wake-up if idle, else to any idle core, but that search
@@ -371,6 +386,7 @@ class FairCorePool(_KernelPool):
             raise ValueError(f"{name}: the migration cost cannot be negative ({migration_cost_ms})")
         self.migration_cost_ms = migration_cost_ms
         self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
+        self._delayed: list[list[_Entity]] = [[] for _ in range(cores)]  # asleep, on queue
         self._util = [0.0] * cores  # each core's PELT utilisation at _util_at
         self._util_at = [0.0] * cores
         self.migrations = 0  # threads moved from one core's queue to another's
@@ -398,15 +414,32 @@ class FairCorePool(_KernelPool):
 
         A positive lag is kept over sleep, inflated by (n + 1) / n so that adding the
         thread to the core's n runnable ones leaves it exactly that far behind their new
-        average; a thread waking onto an idle core keeps none. A debt (it ran beyond its
-        share) is worked off while it sleeps, as the kernel keeps it queued until it is
-        eligible again: it shrinks as the average advances with one other thread on the
-        core, and is forgotten once paid (delayed dequeue, DELAY_ZERO)."""
-        lag = e.lag
-        if lag < 0.0:
-            return min(0.0, lag + (now - e.left) / 2.0)
+        average; a thread waking onto an idle core keeps none. A thread that went to sleep
+        with a debt (it ran beyond its share) and is still asleep on its queue has the lag
+        `_delayed_lag` gives it."""
+        lag = self._delayed_lag(e, now) if e.delayed else e.lag
+        if lag <= 0.0:
+            return lag
         n = self._runnable(core)
         return lag * (n + 1) / n if n else 0.0
+
+    def _delayed_lag(self, e: _Entity, now: float) -> float:
+        """The lag of a thread asleep on its core's queue (Linux's delayed dequeue): the
+        debt it went to sleep with, plus what the core's average has advanced since, taken
+        as half the time asleep (one other thread running), up to the lag limit. The debt
+        is paid off and then credit earned: this kernel keeps the credit when the thread
+        wakes still on the queue (measured from its threads' virtual runtimes; README)."""
+        return min(self.lag_limit, e.lag + (now - e.left) / 2.0)
+
+    def _settle_delayed(self, core: int, now: float, idle: bool = False) -> None:
+        """The core picks anew: a thread asleep on its queue whose debt is paid is taken
+        off it for good with no lag (DELAY_ZERO), as is every one when the core has
+        nothing else to run."""
+        for e in self._delayed[core][:]:
+            if idle or self._delayed_lag(e, now) >= 0.0:
+                e.lag = 0.0
+                e.delayed = False
+                self._delayed[core].remove(e)
 
     def _protected(self, r: _Entity, now: float) -> bool:
         """Whether a running thread keeps its core against a wake-up: until it has run to
@@ -452,9 +485,16 @@ class FairCorePool(_KernelPool):
         u = sum(self._utilisation(c, now) for c in range(n)) / n
         return int(n * (1.0 - min(1.0, (SIS_UTIL_PCT * u) ** 2))) >= 1
 
-    def _enqueue(self, e: _Entity, core: int, now: float) -> None:
+    def _enqueue(self, e: _Entity, core: int, now: float, keep_deadline: bool = False) -> None:
+        """Queue `e` on `core` at its lag; its deadline a slice ahead, or as far ahead as
+        it was when it is still queued asleep or is moved between queues (Linux keeps the
+        relative deadline then: PLACE_REL_DEADLINE)."""
+        ahead = e.d - e.v if (keep_deadline or e.delayed) else self.slice_ms
         e.v = self._average(core, now) - self._placed_lag(e, core, now)
-        e.d = e.v + self.slice_ms
+        e.d = e.v + ahead
+        if e.delayed:
+            self._delayed[e.cpu].remove(e)
+            e.delayed = False
         if e.cpu >= 0 and e.cpu != core:
             self._migrated(e)
         e.cpu = core
@@ -481,7 +521,7 @@ class FairCorePool(_KernelPool):
             self._queues[src].remove(e)
             e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
             e.left = now  # (a debt is not worked off by a move)
-            self._enqueue(e, core, now)
+            self._enqueue(e, core, now, keep_deadline=True)
             return True
         return False
 
@@ -493,29 +533,39 @@ class FairCorePool(_KernelPool):
         if e is None:
             return
         now = self.env.now
-        c = self._wake_core(e, now)
+        # A thread still on its core's queue wakes there (ttwu_runnable); another is
+        # placed (select_idle_sibling).
+        c = e.cpu if e.delayed else self._wake_core(e, now)
         self._enqueue(e, c, now)
         r = self._running[c]
         if r is None:
             self._dispatch(c, now)
         else:
             # Wake-up preemption on its core. The running thread is brought up to date
-            # first: past its deadline, it gets the next and the core picks anew.
-            # Otherwise the woken thread, if eligible, takes the core from a running one
-            # that is ahead of the average, or that has run the slice it was picked with
-            # and is due later.
-            avg = self._average(c, now)
+            # first: past its deadline, it gets the next (and its protection is over).
             rv = self._v(r, now)
             if rv >= r.d:
                 r.d = rv + self.slice_ms
-                self._preempt(c, now)
-                self._dispatch(c, now)
-            elif e.v <= avg + _EPS_MS and (
-                rv > avg + _EPS_MS or (not self._protected(r, now) and e.d < r.d)
-            ):
-                self._preempt(c, now)
-                self._dispatch(c, now)
+            self._resched(c, now)
         self._keep_ticking()
+
+    def _resched(self, core: int, now: float) -> None:
+        """The core picks anew between its running thread and its queue (pick_eevdf): the
+        running one keeps the core while it is not ahead of the average and is protected
+        (it has not run the slice it was picked with), or is due before every eligible
+        waiting thread; a tie goes to the waiting one. A running thread picked again is
+        not protected anew (Linux sets the protection only when a thread takes the core)."""
+        r = self._running[core]
+        assert r is not None
+        avg = self._average(core, now)
+        eligible = self._v(r, now) <= avg + _EPS_MS
+        if eligible and self._protected(r, now):
+            return
+        best = self._pick(core, now)
+        if best is None or (eligible and (best.v > avg + _EPS_MS or best.d > r.d)):
+            return
+        self._preempt(core, now)
+        self._dispatch(core, now)
 
     def _preempt(self, core: int, now: float) -> None:
         self._utilisation(core, now)
@@ -526,7 +576,9 @@ class FairCorePool(_KernelPool):
         (newidle balancing), or goes idle."""
         self._utilisation(core, now)  # what it was doing until now
         if not self._queues[core] and not self._pull(core, now):
+            self._settle_delayed(core, now, idle=True)
             return
+        self._settle_delayed(core, now)
         e = self._pick(core, now)
         assert e is not None and e.job is not None
         self._queues[core].remove(e)
@@ -542,6 +594,11 @@ class FairCorePool(_KernelPool):
         e.v += ran
         e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
         e.left = now
+        if e.lag < 0.0:
+            # Ahead of its share: it stays on the queue, asleep, until the core picks anew
+            # with its debt paid or it wakes (DELAY_DEQUEUE).
+            e.delayed = True
+            self._delayed[core].append(e)
         job, e.job = e.job, None
         assert job is not None
         self._utilisation(core, now)
@@ -563,16 +620,17 @@ class FairCorePool(_KernelPool):
                 r = self._running[core]
                 if r is None:
                     continue
-                # Its deadline is renewed once passed even when it runs alone; it gives
-                # way only if a thread waits on its core.
+                # Its deadline is renewed once passed even when it runs alone. With
+                # another thread on the queue (or asleep on it) the core picks anew once
+                # the running one is no longer protected; a sleeper that is no longer
+                # behind leaves the queue then.
                 if self._v(r, now) >= r.d:
                     r.d = self._v(r, now) + self.slice_ms
-                    if not self._queues[core]:
-                        continue
-                    best = self._pick(core, now)
-                    if best is not None and best.d < r.d:
-                        self._preempt(core, now)
-                        self._dispatch(core, now)
+                if self._protected(r, now):
+                    continue
+                self._settle_delayed(core, now)
+                if self._queues[core]:
+                    self._resched(core, now)
             for core in cores:
                 if self._running[core] is None:
                     if self._pull(core, now):
