@@ -65,6 +65,19 @@ class Fit:
 
 # The busier calibration run's load, as a share of the capacity the light run measured.
 BUSY_SHARE = 0.7
+# A busier run stands for 70 % of capacity when its load is this close to it; otherwise
+# `make calibrate` measures again there (CPU per request beyond the busiest run is held,
+# not extrapolated, so a run far below the mark leaves the model slow at it).
+BUSY_TOLERANCE = 0.15
+
+
+def busy_load_to_measure(capacity_qps: float, measured_qps: list[float]) -> int | None:
+    """The load of the next busier calibration run: 70 % of the capacity, unless a run
+    already measured lies within BUSY_TOLERANCE of it (None: nothing left to measure)."""
+    target = max(1, round(BUSY_SHARE * capacity_qps))
+    if any(abs(q - target) <= BUSY_TOLERANCE * target for q in measured_qps):
+        return None
+    return target
 
 
 def fit(samples: np.ndarray, what: str) -> Fit:
@@ -985,6 +998,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print 70 %% of the profile's capacity (the load of the busier run) and stop",
     )
+    p.add_argument(
+        "--unmeasured",
+        action="store_true",
+        help="with --busy-qps: print nothing when one of the profile's runs was already "
+        "within 15 %% of that load",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     try:
@@ -992,7 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
             cal = load_model(Profile, out).calibration
             if cal is None:
                 raise CalibrationError(f"{out} is not a calibrated profile: make calibrate")
-            print(max(1, round(BUSY_SHARE * cal.capacity_qps)))
+            measured = [p.qps for p in cal.speed] if args.unmeasured else []
+            busy = busy_load_to_measure(cal.capacity_qps, measured)
+            if busy is not None:
+                print(busy)
             return 0
         if args.run:
             run = Path(args.run)
