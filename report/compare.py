@@ -532,7 +532,7 @@ def core_wait_note(result: dict[str, Any]) -> str | None:
                 "fitted times"
             )
         if w.get("simulated_per_cpu_ms") is not None:
-            text += f"; the model's shared cores {w['simulated_per_cpu_ms']:.2f}"
+            text += f"; the model's cores {w['simulated_per_cpu_ms']:.2f}"
         if w.get("migrations_per_cpu_s") is not None:
             text += f"; moved to another core {w['migrations_per_cpu_s']:.0f} times per s of CPU"
             if w.get("simulated_migrations_per_cpu_s") is not None:
@@ -559,7 +559,7 @@ def _wait_verdict(servers: dict[str, Any]) -> str:
         return "The model shares the machine's cores among every thread it knows of"
     rise = servers["per_cpu_ms"] - base
     said = (
-        f"the model's shared cores added {model:.2f} ms per ms of CPU where the loops' wait "
+        f"the model's cores added {model:.2f} ms per ms of CPU where the loops' wait "
         f"rose {rise:.2f}"
     )
     if model < 0.8 * rise:

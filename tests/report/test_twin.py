@@ -706,14 +706,14 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     assert "event loops 0.50 ms per ms of CPU" in text[0] and "thread 0.40 ms per ms" in text[0]
     assert "had no model of them" in text[0]
     # With the simulation: beside it, the calibration run's wait (inside the fitted times)
-    # and what the model's shared cores added.
+    # and what the model's cores added.
     waits = core_waits(congested, sim)
     fitted = sim["calibration"]["speed"][0]
     modelled = sim["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
     assert waits["servers"]["calibration_per_cpu_ms"] == fitted["servers_runqueue_wait_per_cpu_ms"]
     assert waits["servers"]["simulated_per_cpu_ms"] == modelled
     text = explain({"goal_met": False, "rows": [], "core_waits": waits})
-    assert f"the model's shared cores {modelled:.2f}" in text[0] and "calibration run" in text[0]
+    assert f"the model's cores {modelled:.2f}" in text[0] and "calibration run" in text[0]
     # ... and how often the loops were moved to another core, measured and modelled.
     moved = load["server_loop_migrations"] / load["server_loop_cpu_s"]
     assert waits["servers"]["migrations_per_cpu_s"] == pytest.approx(moved, abs=0.1)
