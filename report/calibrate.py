@@ -408,8 +408,8 @@ def scheduler_lines(cores: int) -> list[str]:
     table = {
         "slice_ms": round(slice_ms, 4),
         "tick_ms": tick if tick is not None else TICK_FALLBACK_MS,
-        # One run queue for all the cores; "per_core" models Linux's queue per core.
-        "queues": "shared",
+        # Linux's run queue per core; "shared" models one queue every core serves.
+        "queues": "per_core",
         "source": f"slice: {slice_source}; tick: {tick_source}",
     }
     return ["[calibration.scheduler]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()), ""]

@@ -108,14 +108,15 @@ def expected_cpu_ms(points: Sequence[SpeedPoint], qps: float) -> dict[str, float
 class Scheduler(_Frozen):
     """How the machine's kernel shares a core (EEVDF): the base slice a thread is given
     before others are due, and the timer tick at which a running thread is reconsidered.
-    `queues`: one run queue every core serves (`shared`, sim.cores.SharedFairCorePool, the
-    default: the closer at 70 % of this machine's capacity so far), or one per core with
-    Linux's rules for moving threads between them (`per_core`, sim.cores.FairCorePool,
-    which reproduces the kernel's waits and moves; see the README)."""
+    `queues`: one per core with Linux's rules for moving threads between them
+    (`per_core`, sim.cores.FairCorePool, the default: it reproduces the kernel's waits
+    and moves, and came closer at 70 % of this machine's capacity on every calibration
+    since calibrate measures there), or one run queue every core serves (`shared`,
+    sim.cores.SharedFairCorePool; see the README)."""
 
     slice_ms: float = Field(gt=0)
     tick_ms: float = Field(gt=0)
-    queues: Literal["shared", "per_core"] = "shared"
+    queues: Literal["shared", "per_core"] = "per_core"
     source: str = Field(min_length=3)
 
 

@@ -14,10 +14,10 @@ known when it arrives (a later arrival can delay it), unlike the FCFS stations o
   wake-up preemption after the running thread's slice), which is what makes a light
   thread preempt and a heavy one wait a tick, and the rules that move a waiting thread to
   another core (only an idle core takes one, and never a cache-hot one), which is what
-  makes a thread wait on its own core while another frees (`queues = "per_core"`).
+  makes a thread wait on its own core while another frees (`queues = "per_core"`, the
+  profile's default).
 - `SharedFairCorePool`: the same EEVDF rules over one run queue that every core serves,
-  so any free core takes any waiting thread (`queues = "shared"`, the default: the closer
-  of the two to this machine's latency at 70 % of its capacity so far).
+  so any free core takes any waiting thread (`queues = "shared"`).
 - `CoreThread`: a thread (an event loop, the load generator's senders, a hashing pool):
   its work items run one at a time per thread in arrival order, and only the running
   item wants a core.
@@ -642,10 +642,9 @@ class FairCorePool(_KernelPool):
 
 class SharedFairCorePool(_KernelPool):
     """The machine's cores as one run queue that every core serves, under Linux's EEVDF
-    rules to the tick: the profile's default (`queues = "shared"`), because against this
-    machine's load runs at 70 % of its capacity it has come closer than `FairCorePool`,
-    though it lets any free core take any waiting thread, which Linux's per-core queues
-    do not (see the README).
+    rules to the tick (`queues = "shared"`): any free core takes any waiting thread,
+    which Linux's per-core queues do not; the simpler model, kept to compare with
+    `FairCorePool` (see the README).
 
     Every runnable thread has a virtual runtime (its CPU time) and a deadline a slice
     beyond it. A core runs, of the threads whose virtual runtime is not ahead of the

@@ -395,11 +395,12 @@ def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
     waits = summary["core_waits"]["hybrid"]
     assert {"app/*/loop", "client/loop"} <= set(waits)
     assert all(w["cpu_ms"] > 0 and w["wait_ms"] >= 0 for w in waits.values())
-    # The profile's default is one run queue for all the cores: no moves between queues.
+    # The profile's default is a run queue per core, whose moves between queues the
+    # simulation counts.
     assert world.profile.calibration is not None
     assert world.profile.calibration.scheduler is not None
-    assert world.profile.calibration.scheduler.queues == "shared"
-    assert all(w["migrations"] is None for w in waits.values())
+    assert world.profile.calibration.scheduler.queues == "per_core"
+    assert all(isinstance(w["migrations"], int) for w in waits.values())
 
 
 def _variant(profile: Path, out: Path, **lines: str) -> Path:
@@ -435,13 +436,14 @@ def test_the_threads_share_the_machines_cores(
         'wait = { dist = "constant", value_ms = 40.0, source = "this test" }\n'
         + tail.split("\n", 2)[2]
     )
-    # A run queue per core, whose moves between queues the simulation counts.
-    assert 'queues = "shared"' in text
-    hashed.write_text(hashed.read_text().replace('queues = "shared"', 'queues = "per_core"'))
+    # A run queue per core (the default), whose moves between queues the simulation counts.
+    assert 'queues = "per_core"' in text
 
-    def run(cores: int) -> dict[str, Any]:
-        profile = _variant(hashed, tmp_path / f"c{cores}.toml", cores=str(cores))
-        out = tmp_path / f"sim{cores}"
+    def run(cores: int, queues: str = "per_core") -> dict[str, Any]:
+        profile = _variant(
+            hashed, tmp_path / f"c{cores}{queues}.toml", cores=str(cores), queues=f'"{queues}"'
+        )
+        out = tmp_path / f"sim{cores}{queues}"
         flags = ["--profile", str(profile), "--qps", "400", "--duration", "20", *SIM]
         assert simulate([*flags, "--results-dir", str(out)]) == 0
         return json.loads((out / "sim" / "latest" / "summary.json").read_text())
@@ -453,6 +455,9 @@ def test_the_threads_share_the_machines_cores(
     assert one["core_waits"]["hybrid"]["app/*/loop"]["migrations"] == 0
     assert many["core_waits"]["hybrid"]["app/*/loop"]["migrations"] > 0
     assert "moves to another core's queue per s of CPU: the servers' loops 0," in out
+    # One queue that every core serves has no moves to count.
+    shared = run(2, "shared")
+    assert all(w["migrations"] is None for w in shared["core_waits"]["hybrid"].values())
     loops_one = one["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
     loops_many = many["core_waits"]["hybrid"]["app/*/loop"]["wait_per_cpu_ms"]
     assert loops_many == 0.0 < loops_one
@@ -717,15 +722,17 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     # ... and how often the loops were moved to another core, measured and modelled.
     moved = load["server_loop_migrations"] / load["server_loop_cpu_s"]
     assert waits["servers"]["migrations_per_cpu_s"] == pytest.approx(moved, abs=0.1)
-    # (the simulation's one run queue for all the cores moves nothing: no model figure)
-    assert waits["servers"]["simulated_migrations_per_cpu_s"] is None
-    assert f"moved to another core {moved:.0f} times per s of CPU)" in text[0]
+    # (the default run queue per core counts the model's moves too)
     loop_waits = sim["core_waits"]["hybrid"]["app/*/loop"]
-    per_core = {"hybrid": {"app/*/loop": {**loop_waits, "migrations_per_cpu_s": 50.0}}}
-    waits = core_waits(congested, {**sim, "core_waits": per_core})
-    assert waits["servers"]["simulated_migrations_per_cpu_s"] == 50.0
+    modelled_moves = loop_waits["migrations_per_cpu_s"]
+    assert waits["servers"]["simulated_migrations_per_cpu_s"] == modelled_moves
+    assert f"moved to another core {moved:.0f} times per s of CPU, the model " in text[0]
+    # One run queue for all the cores moves nothing: no model figure.
+    shared = {"hybrid": {"app/*/loop": {**loop_waits, "migrations_per_cpu_s": None}}}
+    waits = core_waits(congested, {**sim, "core_waits": shared})
+    assert waits["servers"]["simulated_migrations_per_cpu_s"] is None
     text = explain({"goal_met": False, "rows": [], "core_waits": waits})
-    assert f"moved to another core {moved:.0f} times per s of CPU, the model 50" in text[0]
+    assert f"moved to another core {moved:.0f} times per s of CPU)" in text[0]
     # The verdict sets the model's added wait against the measured rise over calibration.
     rose = {"per_cpu_ms": 0.55, "calibration_per_cpu_ms": 0.2, "ms_per_request": 0.3}
     short = core_wait_note({"core_waits": {"servers": {**rose, "simulated_per_cpu_ms": 0.1}}})
