@@ -1,9 +1,9 @@
 """`make bench-scheduler`: how often a light thread waits for a core on this machine's
 kernel, against the model of the cores (`sim.cores.FairCorePool`).
 
-A thread pinned to core 0 sleeps 0.5–1.5 ms (uniformly, so that its wake-ups fall at every
+A thread pinned to one core sleeps 0.5–1.5 ms (uniformly, so that its wake-ups fall at every
 phase of the timer tick), then computes a burst on its own CPU clock, again and again,
-while a second process spins on core 0 without end. Each wake-up's delay is how late it
+while a second process spins on that core without end. Each wake-up's delay is how late it
 got up plus how long its burst was stretched beyond its CPU time (it was preempted); a
 wake-up waited when that exceeds 0.3 ms. The same loop runs on one core of the model,
 with the kernel's base slice and tick (as `make calibrate` finds them) and the timer's
@@ -61,17 +61,18 @@ def _wake_loop(burst_ms: float, sleeps: list[float]) -> list[float]:
 
 
 def measure(burst_ms: float, wakes: int, seed: int = 1, spinner: bool = True) -> np.ndarray:
-    """The machine: delays (ms) of `wakes` wake-ups with bursts of `burst_ms` on core 0,
-    beside a process spinning there (or alone: `spinner=False`)."""
+    """The machine: delays (ms) of `wakes` wake-ups with bursts of `burst_ms` on one core
+    (the first this process may use), beside a process spinning there (or alone:
+    `spinner=False`)."""
     if not hasattr(os, "sched_setaffinity"):
         raise BenchError("this platform cannot pin threads to a core (os.sched_setaffinity)")
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, {min(before)})  # the first core this process may use
     pid = 0
     try:
         if spinner:
             pid = os.fork()
-            if pid == 0:  # the spinner: core 0, forever, until killed
+            if pid == 0:  # the spinner: the same core (inherited), until killed
                 try:
                     while True:
                         pass
