@@ -71,13 +71,13 @@ stop: $(STAMP) ## stop what make server / make stack started
 	$(PY) -m server.stop
 
 BUSY ?= 1
-calibrate: $(STAMP) ## traced light load, fit scenarios/data/profiles/local.toml, then traced runs at 70 % of capacity (up to 3, until one lies within 15 %) for CPU by load: [REGIONS=] [QPS=100] [DURATION=60] [BUSY=0]
+calibrate: $(STAMP) ## traced light load, fit scenarios/data/profiles/local.toml, then traced runs at 70 % of capacity (up to 3, until one lies within 5 %) for CPU by load: [REGIONS=] [QPS=100] [DURATION=60] [BUSY=0]
 	$(PY) -m loadgen --trace --qps $(or $(QPS),100) --duration $(or $(DURATION),60) --regions $(REGIONS)
 	$(PY) -m report.calibrate
 ifneq ($(BUSY),0)
 	@runs=""; for i in 1 2 3; do \
 	  busy=$$($(PY) -m report.calibrate --busy-qps --unmeasured) || exit 1; \
-	  if [ -z "$$busy" ]; then echo "authscale calibrate: a busier run lies within 15 % of 70 % of capacity; done"; break; fi; \
+	  if [ -z "$$busy" ]; then echo "authscale calibrate: a busier run lies within 5 % of 70 % of capacity; done"; break; fi; \
 	  echo "authscale calibrate: busier run $$i at $$busy QPS (70 % of the capacity found so far)"; \
 	  $(PY) -m loadgen --trace --qps $$busy --duration $(or $(DURATION),60) --regions $(REGIONS) || exit 1; \
 	  runs="$$runs --speed-run $$(readlink -f $${AUTHSCALE_RESULTS:-results}/load/latest)"; \
