@@ -840,3 +840,25 @@ def test_calibration_measures_again_until_a_busier_run_is_near_70_percent() -> N
     assert busy_load_to_measure(2_214, [100, 848, 1_422, 1_490]) is None
     assert busy_load_to_measure(2_214, [100, 848, 1_472]) == 1_550  # 5.03 % off
     assert busy_load_to_measure(0.4, []) == 1  # never a load of zero
+
+
+def test_compare_counts_transactions_retried_after_a_conflict(loop: dict[str, Path]) -> None:
+    trace = read_trace(loop["load"])
+    assert trace is not None
+    assert measured_retries(trace) == {}  # the light fixture run never conflicted
+    assert retry_note({"retries": {}}) is None
+    # One of its requests with its database steps run twice, as the server's retry after a
+    # serialization conflict runs them (a busy run on this machine had 33 of 439).
+    rows = trace["requests"]
+    i = next(i for i, r in enumerate(rows) if any(s[0].startswith("crdb.") for s in r[7]))
+    op, steps = rows[i][0], rows[i][7]
+    again = [*steps, *(s for s in steps if s[0].startswith("crdb."))]
+    retried = {**trace, "requests": [*rows[:i], [*rows[i][:7], again], *rows[i + 1 :]]}
+    n = sum(r[0] == op for r in rows)
+    counted = measured_retries(retried)
+    assert counted == {op: {"requests": n, "retried": 1, "share": round(1 / n, 4)}}
+    note = retry_note({"retries": counted})
+    assert note is not None and f"{op} 1 of {n:,}" in note and "never retries" in note
+    # A step the server runs twice by design (a token's two signatures) is no retry.
+    signed = [[*r[:7], [*r[7], ["edge.sign_token", 0.1, 0.1, 0.0]]] for r in rows]
+    assert measured_retries({**trace, "requests": signed}) == {}
