@@ -383,23 +383,28 @@ def task_slice_ms() -> float | None:
     return None
 
 
+def kernel_slice_ms(cores: int) -> tuple[float, str]:
+    """The kernel's base slice (ms) and where it was read: this process's (/proc/self/sched),
+    else debugfs, else Linux's default scaled by the CPUs (0.75 ms times 1 + log2 of up to
+    8)."""
+    slice_ms = task_slice_ms()
+    if slice_ms is not None:
+        return slice_ms, f"se.slice of {TASK_SCHED}"
+    try:
+        return int(BASE_SLICE_NS.read_text()) / 1e6, f"{BASE_SLICE_NS}"
+    except (OSError, ValueError):
+        return KERNEL_BASE_SLICE_MS * (1 + int(np.log2(min(max(cores, 1), 8)))), (
+            f"Linux's default base slice {KERNEL_BASE_SLICE_MS} ms scaled for {cores} CPUs "
+            "(1 + log2 of up to 8; kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG)"
+        )
+
+
 def scheduler_lines(cores: int) -> list[str]:
     """The `[calibration.scheduler]` table: the kernel's base slice (this process's, as
     /proc/self/sched or debugfs shows it; else Linux's default scaled by the CPUs: 0.75 ms
     times 1 + log2 of up to 8) and the tick, measured by two processes spinning on one
     core."""
-    slice_ms = task_slice_ms()
-    slice_source = f"se.slice of {TASK_SCHED}"
-    try:
-        if slice_ms is None:
-            slice_ms = int(BASE_SLICE_NS.read_text()) / 1e6
-            slice_source = f"{BASE_SLICE_NS}"
-    except (OSError, ValueError):
-        slice_ms = KERNEL_BASE_SLICE_MS * (1 + int(np.log2(min(max(cores, 1), 8))))
-        slice_source = (
-            f"Linux's default base slice {KERNEL_BASE_SLICE_MS} ms scaled for {cores} CPUs "
-            "(1 + log2 of up to 8; kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG)"
-        )
+    slice_ms, slice_source = kernel_slice_ms(cores)
     tick = measure_tick_ms()
     tick_source = (
         "two processes spinning on one core took turns of this median length"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from report.calibrate import TICK_FALLBACK_MS, measure_tick_ms, task_slice_ms
+from report.calibrate import TICK_FALLBACK_MS, kernel_slice_ms, measure_tick_ms
 from sim.cores import CoreThread, FairCorePool
 from sim.results import new_run_dir, write_json
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"authscale bench-scheduler: error: {exc}", file=sys.stderr)
         return 2
-    slice_ms = task_slice_ms() or 0.75 * (1 + np.log2(min(8, os.cpu_count() or 1)))
+    slice_ms, _ = kernel_slice_ms(os.cpu_count() or 1)
     tick_ms = measure_tick_ms() or TICK_FALLBACK_MS
     try:
         late_ms = float(np.median(measure(0.0, 300, spinner=False)))

@@ -263,6 +263,30 @@ class _KernelPool(CorePool):
     def _v(self, e: _Entity, now: float) -> float:
         return e.v + (now - e.started if e.core >= 0 else 0.0)
 
+    def _mean_v(self, es: list[_Entity], now: float) -> float:
+        """The average virtual runtime of runnable threads `es` (0 for none)."""
+        return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
+
+    def _earliest(self, queue: list[_Entity], avg: float) -> _Entity | None:
+        """EEVDF's pick from waiting threads: of those not ahead of the average `avg`, the
+        one due first (of all of them, should none be eligible)."""
+        if not queue:
+            return None
+        eligible = [e for e in queue if e.v <= avg + _EPS_MS]
+        return min(eligible or queue, key=lambda e: e.d)
+
+    def _clamped(self, lag: float) -> float:
+        return max(-self.lag_limit, min(self.lag_limit, lag))
+
+    def _renewed(self, r: _Entity, now: float) -> bool:
+        """Give running `r` its next deadline if it has passed the last (the kernel's
+        update_deadline); whether it had."""
+        v = self._v(r, now)
+        if v < r.d:
+            return False
+        r.d = v + self.slice_ms
+        return True
+
     def _begin(
         self, work_ms: float, done: Done | None, owner: str, entity: _Entity | None
     ) -> _Entity | None:
@@ -395,19 +419,14 @@ class FairCorePool(_KernelPool):
     # -- the scheduler's arithmetic ----------------------------------------------------
     def _average(self, core: int, now: float) -> float:
         r = self._running[core]
-        es = self._queues[core] + ([r] if r is not None else [])
-        return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
+        return self._mean_v(self._queues[core] + ([r] if r is not None else []), now)
 
     def _runnable(self, core: int) -> int:
         return len(self._queues[core]) + (self._running[core] is not None)
 
     def _pick(self, core: int, now: float) -> _Entity | None:
         queue = self._queues[core]
-        if not queue:
-            return None
-        avg = self._average(core, now)
-        eligible = [e for e in queue if e.v <= avg + _EPS_MS]
-        return min(eligible or queue, key=lambda e: e.d)
+        return self._earliest(queue, self._average(core, now)) if queue else None
 
     def _placed_lag(self, e: _Entity, core: int, now: float) -> float:
         """How far below its core's average a waking thread is placed (place_entity).
@@ -519,7 +538,7 @@ class FairCorePool(_KernelPool):
             e = min(movable, key=lambda e: e.left)  # the one that has waited longest
             avg = self._average(src, now)
             self._queues[src].remove(e)
-            e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
+            e.lag = self._clamped(avg - e.v)
             e.left = now  # (a debt is not worked off by a move)
             self._enqueue(e, core, now, keep_deadline=True)
             return True
@@ -543,9 +562,7 @@ class FairCorePool(_KernelPool):
         else:
             # Wake-up preemption on its core. The running thread is brought up to date
             # first: past its deadline, it gets the next (and its protection is over).
-            rv = self._v(r, now)
-            if rv >= r.d:
-                r.d = rv + self.slice_ms
+            self._renewed(r, now)
             self._resched(c, now)
         self._keep_ticking()
 
@@ -592,7 +609,7 @@ class FairCorePool(_KernelPool):
         # Its lag, against the average of its core's runnable threads, itself included.
         avg = self._average(core, now)
         e.v += ran
-        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v))
+        e.lag = self._clamped(avg - e.v)
         e.left = now
         if e.lag < 0.0:
             # Ahead of its share: it stays on the queue, asleep, until the core picks anew
@@ -624,8 +641,7 @@ class FairCorePool(_KernelPool):
                 # another thread on the queue (or asleep on it) the core picks anew once
                 # the running one is no longer protected; a sleeper that is no longer
                 # behind leaves the queue then.
-                if self._v(r, now) >= r.d:
-                    r.d = self._v(r, now) + self.slice_ms
+                self._renewed(r, now)
                 if self._protected(r, now):
                     continue
                 self._settle_delayed(core, now)
@@ -668,16 +684,10 @@ class SharedFairCorePool(_KernelPool):
 
     # -- the scheduler's arithmetic ----------------------------------------------------
     def _average(self, now: float) -> float:
-        es = [e for e in self._running if e is not None] + self._waiting
-        return sum(self._v(e, now) for e in es) / len(es) if es else 0.0
+        return self._mean_v([e for e in self._running if e is not None] + self._waiting, now)
 
     def _pick(self, now: float) -> _Entity | None:
-        if not self._waiting:
-            return None
-        avg = self._average(now)
-        eligible = [e for e in self._waiting if e.v <= avg + _EPS_MS]
-        pool = eligible or self._waiting
-        return min(pool, key=lambda e: e.d)
+        return self._earliest(self._waiting, self._average(now)) if self._waiting else None
 
     # -- running work ------------------------------------------------------------------
     def run(
@@ -699,8 +709,7 @@ class SharedFairCorePool(_KernelPool):
             # past its deadline gets the next and is picked anew; otherwise the one due
             # last gives way if the woken one is eligible and due earlier.
             for c, r in enumerate(self._running):
-                if r is not None and self._v(r, now) >= r.d:
-                    r.d = self._v(r, now) + self.slice_ms
+                if r is not None and self._renewed(r, now):
                     self._preempt(c, now)
                     self._dispatch(c, now)
             if e.core < 0:
@@ -735,7 +744,7 @@ class SharedFairCorePool(_KernelPool):
         self._running[core] = None
         self._token[core] += 1
         avg = self._average(now)
-        e.lag = max(-self.lag_limit, min(self.lag_limit, avg - e.v)) if self._waiting else 0.0
+        e.lag = self._clamped(avg - e.v) if self._waiting else 0.0
         self._dispatch(core, now)
         if job[1] is not None:
             job[1](now)
@@ -749,8 +758,7 @@ class SharedFairCorePool(_KernelPool):
             for core, r in enumerate(self._running):
                 if r is None or not self._waiting:
                     continue
-                if self._v(r, now) >= r.d:
-                    r.d = self._v(r, now) + self.slice_ms
+                if self._renewed(r, now):
                     best = self._pick(now)
                     if best is not None and best.d < r.d:
                         self._preempt(core, now)
