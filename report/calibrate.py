@@ -23,13 +23,13 @@ import sys
 import tempfile
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from scenarios import DATA_DIR, ScenarioError, load_world
 from scenarios.loader import load_model
@@ -37,6 +37,7 @@ from scenarios.profiles import Profile
 from scenarios.results import TRACE_FORMAT, TRACE_FORMATS_READ
 from scenarios.workload import LOCALITIES, OPERATIONS
 from server.security import HASH_THREADS
+from server.storage import BACKOFF_S, JITTER_S, MAX_ATTEMPTS
 from sim.cli import main as simulate
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
@@ -532,6 +533,22 @@ def _outcomes(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int
     return counts
 
 
+def _by_locality(
+    runs: list[tuple[str, Any, dict[str, dict[str, list[int]]]]],
+) -> Iterator[tuple[str, str, list[tuple[Any, ...]]]]:
+    """Per locality and key (a cache, an operation) counted in any of `runs` (run id, a
+    figure of the run, counts per locality and key), the runs' (id, figure, *counts) where
+    the first count is not zero."""
+    for locality in LOCALITIES:
+        for key in sorted({k for _, _, counts in runs for k in counts[locality]}):
+            rows = [
+                (rid, figure, *counts[locality][key])
+                for rid, figure, counts in runs
+                if counts[locality].get(key, [0])[0] > 0
+            ]
+            yield locality, key, rows
+
+
 def cache_misses(
     runs: list[tuple[str, int, dict[str, dict[str, list[int]]]]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -541,35 +558,106 @@ def cache_misses(
     lookups, hits), at least two runs of different sizes; none where a cache was looked up
     in fewer than two of them. The hit rate then follows the run's size, as it does."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for locality in LOCALITIES:
-        for cache in sorted({c for _, _, counts in runs for c in counts[locality]}):
-            rows = [
-                (rid, requests, *counts[locality][cache])
-                for rid, requests, counts in runs
-                if counts[locality].get(cache, [0, 0])[0] > 0
-            ]
-            if len(rows) < 2 or len({r[1] for r in rows}) < 2:
-                continue
-            requests = np.array([float(r[1]) for r in rows])
-            lookups = np.array([float(r[2]) for r in rows])
-            misses = lookups - np.array([float(r[3]) for r in rows])
-            # misses = cold + steady * lookups, neither below zero.
-            a = np.column_stack([np.ones_like(lookups), lookups])
-            cold, steady = np.linalg.lstsq(a, misses, rcond=None)[0]
-            if steady < 0:
-                cold, steady = float(misses.mean()), 0.0
-            elif cold < 0:
-                cold, steady = 0.0, float(misses.sum() / lookups.sum())
-            out.setdefault(locality, {})[cache] = {
-                "cold_misses": round(float(cold), 3),
-                "steady_miss_ratio": round(float(steady), 6),
-                "lookups_per_request": round(float(lookups.sum() / requests.sum()), 6),
-                "source": "; ".join(
-                    f"run {rid}: {int(n - h)} misses in {int(n)} lookups, {req} requests"
-                    for rid, req, n, h in rows
-                ),
-            }
+    for locality, cache, rows in _by_locality(runs):
+        if len(rows) < 2 or len({r[1] for r in rows}) < 2:
+            continue
+        requests = np.array([float(r[1]) for r in rows])
+        lookups = np.array([float(r[2]) for r in rows])
+        misses = lookups - np.array([float(r[3]) for r in rows])
+        # misses = cold + steady * lookups, neither below zero.
+        a = np.column_stack([np.ones_like(lookups), lookups])
+        cold, steady = np.linalg.lstsq(a, misses, rcond=None)[0]
+        if steady < 0:
+            cold, steady = float(misses.mean()), 0.0
+        elif cold < 0:
+            cold, steady = 0.0, float(misses.sum() / lookups.sum())
+        out.setdefault(locality, {})[cache] = {
+            "cold_misses": round(float(cold), 3),
+            "steady_miss_ratio": round(float(steady), 6),
+            "lookups_per_request": round(float(lookups.sum() / requests.sum()), 6),
+            "source": "; ".join(
+                f"run {rid}: {int(n - h)} misses in {int(n)} lookups, {req} requests"
+                for rid, req, n, h in rows
+            ),
+        }
     return out
+
+
+def _attempts(world: Any, trace: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
+    """Per locality and operation with a transaction (a step with `retry_from`): [its
+    attempts, those that conflicted], from how often the transaction's first step ran in
+    each traced request (once, or again after each conflict). A request whose every
+    attempt conflicted failed and is not in the trace, so the count leaves it out."""
+    catalog = world.operations.of("hybrid")
+    firsts = {
+        op: f"crdb.{step.retry_from}"
+        for op, o in catalog.items()
+        for step in o.steps
+        if step.retry_from is not None
+    }
+    counts: dict[str, dict[str, list[int]]] = {loc: {} for loc in LOCALITIES}
+    for op, locality, *_, steps in trace["requests"]:
+        first = firsts.get(op)
+        if first is None:
+            continue
+        ran = sum(1 for s in steps if s[0] == first)
+        if ran:
+            row = counts[locality].setdefault(op, [0, 0])
+            row[0] += ran
+            row[1] += ran - 1
+    return counts
+
+
+def conflict_rate(q: np.ndarray, attempts: np.ndarray, conflicts: np.ndarray) -> float:
+    """The k that maximises the likelihood of `conflicts` among `attempts` at loads `q`
+    when an attempt conflicts with probability 1 - exp(-k q); 0 without a conflict."""
+    if conflicts.sum() == 0:
+        return 0.0
+
+    def minus_log_likelihood(k: float) -> float:
+        p = -np.expm1(-k * q)
+        hit = conflicts * np.log(np.maximum(p, 1e-300))
+        return float(-(hit - (attempts - conflicts) * k * q).sum())
+
+    # At most a per-attempt probability of 1 - 1e-6 at the busiest run's load.
+    top = -np.log(1e-6) / q.max()
+    found = optimize.minimize_scalar(
+        minus_log_likelihood, bounds=(0.0, top), method="bounded", options={"xatol": top * 1e-9}
+    )
+    return float(found.x)
+
+
+def conflict_rates(
+    runs: list[tuple[str, float, dict[str, dict[str, list[int]]]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per locality and operation, `per_qps` such that an attempt conflicts with
+    probability 1 - exp(-per_qps * qps) (other transactions overlapping it, a stream in
+    proportion to the load): maximum likelihood over the runs' (QPS, attempts,
+    conflicts); 0 where no attempt conflicted."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for locality, op, rows in _by_locality(runs):
+        rate = conflict_rate(
+            np.array([r[1] for r in rows], dtype=float),
+            np.array([r[2] for r in rows], dtype=float),
+            np.array([r[3] for r in rows], dtype=float),
+        )
+        out.setdefault(locality, {})[op] = {
+            "per_qps": float(f"{rate:.6g}"),
+            "source": "; ".join(
+                f"run {rid} ({qps:g} QPS): {int(c)} conflicts in {int(a)} attempts"
+                for rid, qps, a, c in rows
+            ),
+        }
+    return out
+
+
+RETRY_POLICY = {
+    "max_attempts": MAX_ATTEMPTS,
+    "backoff_ms": BACKOFF_S * 1000,
+    "jitter_ms": JITTER_S * 1000,
+    "source": "the server's retry of a conflicting transaction (server/storage.py: "
+    "MAX_ATTEMPTS, BACKOFF_S, JITTER_S)",
+}
 
 
 def _shares(world: Any, trace: dict[str, Any]) -> dict[str, list[int]]:
@@ -670,10 +758,12 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
             np.array(cpus), f"event-loop CPU of the request that prepares a {op}, {where}"
         )
     hit_rates = _outcomes(world, trace)
-    # With busier runs, the misses by a run's size (the cold keys, then a steady share).
+    # With busier runs, the misses by a run's size (the cold keys, then a steady share),
+    # and the transactions' conflicts by load.
     sized = [(run_id, offered_requests(summary), hit_rates)]
+    loaded = [(run_id, float(config["qps"]), _attempts(world, trace))]
     for other in speed_runs:
-        other_summary, _, other_trace = load_run(other)
+        other_summary, other_config, other_trace = load_run(other)
         sized.append(
             (
                 other_summary["run_id"],
@@ -681,7 +771,11 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
                 _outcomes(world, other_trace),
             )
         )
+        loaded.append(
+            (other_summary["run_id"], float(other_config["qps"]), _attempts(world, other_trace))
+        )
     misses = cache_misses(sized) if len(sized) > 1 else {}
+    conflicts = conflict_rates(loaded)
     shares = _shares(world, trace)
     # The servers' capacity: one event loop per region, busy for the CPU the loops spent
     # in the run (their own clock, HTTP parsing and preparations included) per request
@@ -762,6 +856,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         return _render(
             run_id, summary, config, regions, capacity, capacity_source, fits, untraced,
             prepare, client, hit_rates, shares, world, speed, machine, misses, rest_scale,
+            conflicts,
         )  # fmt: skip
 
     # The measured rests hold the fitted run's own waits, which the model adds again:
@@ -797,6 +892,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         "speed": speed,
         "own_queueing": {"before": first, "after_one_correction": second},
         "rest_scale": {op: f["value"] for op, f in rest_scale.items()},
+        "conflicts": conflicts,
     }
 
 
@@ -911,6 +1007,7 @@ def _render(
     machine: list[str],
     misses: dict[str, dict[str, dict[str, Any]]],
     rest_scale: dict[str, dict[str, Any]] | None = None,
+    conflicts: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -960,6 +1057,14 @@ def _render(
         lines.append(f"[calibration.cache_misses.{locality}]")
         lines += [f"{cache} = {_inline(fitted)}" for cache, fitted in caches.items()]
         lines.append("")
+    if conflicts:
+        lines.append("[calibration.retry_policy]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in RETRY_POLICY.items()]
+        lines.append("")
+        for locality, ops in conflicts.items():
+            lines.append(f"[calibration.retries.{locality}]")
+            lines += [f"{op} = {_inline(fitted)}" for op, fitted in ops.items()]
+            lines.append("")
     lines.append("[calibration.step_share]")
     for name, figure in world.workload.step_share.items():
         n, k = shares.get(name, [0, 0])
@@ -1062,6 +1167,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{point['servers_cpu_ms_per_request']:.3f} ms in the servers' loops, "
             f"{point['load_generator_cpu_ms_per_request']:.3f} ms in the load generator"
         )
+    for locality, ops in found["conflicts"].items():
+        for op, fitted in ops.items():
+            print(
+                f"  {op} {locality}: a transaction's attempt conflicts with probability "
+                f"1 - exp(-{fitted['per_qps']:.3g} x QPS) ({fitted['source']})"
+            )
     print("  " + own_queueing_line(found))
     print(f"  wrote {args.out}; next: make simulate PROFILE=local && make report")
     return 0

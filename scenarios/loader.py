@@ -17,7 +17,7 @@ from scenarios.errors import ScenarioError
 from scenarios.operations import ARCHITECTURES, OperationCatalog
 from scenarios.profiles import Profile
 from scenarios.topology import Topology
-from scenarios.workload import OPERATIONS, Workload
+from scenarios.workload import LOCALITIES, OPERATIONS, Workload
 
 DATA_DIR = Path(__file__).parent / "data"
 M = TypeVar("M", bound=BaseModel)
@@ -214,6 +214,20 @@ def calibrated_world(
         raise ScenarioError(
             f"{world.files['profile']}: calibration.regions names unknown regions {unknown}"
         )
+    catalog = world.operations.of("hybrid")
+    for loc, ops in cal.retries.items():
+        if loc not in LOCALITIES:
+            raise ScenarioError(
+                f"{world.files['profile']}: calibration.retries.{loc}: not a locality "
+                f"({', '.join(LOCALITIES)})"
+            )
+        for op in ops:
+            if op not in catalog or not any(s.retry_from for s in catalog[op].steps):
+                raise ScenarioError(
+                    f"{world.files['profile']}: calibration.retries.{loc}.{op}: no operation "
+                    f"of that name has a transaction (a step with retry_from) in "
+                    f"{world.files['operations']}"
+                )
     regions = tuple(r for r in topo.regions if r in cal.regions)
     total = sum(work.region_share[r] for r in regions)
     shares = {r: work.region_share[r] / total for r in regions}

@@ -50,6 +50,9 @@ class Step(BaseModel):
     on_unavailable: Literal["fail", "skip", "miss"] | None = None
     fills: str | None = Field(default=None, pattern=r"^[a-z_]+$")
     redis_only_keeps_s: float | None = Field(default=None, ge=0)
+    # The last step of a transaction that spans several database steps: the action of its
+    # first step, where a transaction retried after a conflict starts again.
+    retry_from: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
 
     @model_validator(mode="after")
     def _coherent(self) -> Step:
@@ -80,6 +83,8 @@ class Step(BaseModel):
             raise ValueError("object (a Durable Object namespace) is required for do steps only")
         if self.outcome is not None and self.component not in ("redis", "kv"):
             raise ValueError("only cache lookups (redis, kv) can have an outcome")
+        if self.retry_from is not None and self.component != "crdb":
+            raise ValueError("retry_from ends a database transaction: crdb steps only")
         return self
 
     @property
@@ -111,7 +116,23 @@ class Operation(BaseModel):
                     )
             if step.outcome is not None:
                 seen.add(step.outcome)
+            if step.retry_from is not None:
+                first = self.transaction_start(i)
+                if first is None:
+                    raise ValueError(
+                        f"steps[{i}] ({step.label}) has retry_from={step.retry_from!r} but no "
+                        "earlier crdb step of this operation has that action"
+                    )
         return self
+
+    def transaction_start(self, i: int) -> int | None:
+        """The index of the first step of the transaction that steps[i] ends (the nearest
+        earlier crdb step whose action is its `retry_from`); None if there is none."""
+        name = self.steps[i].retry_from
+        for j in range(i - 1, -1, -1):
+            if self.steps[j].component == "crdb" and self.steps[j].action == name:
+                return j
+        return None
 
 
 class OperationCatalog(BaseModel):

@@ -137,6 +137,35 @@ class CacheMisses(_Frozen):
         return max(0.0, 1.0 - min(miss, 1.0))
 
 
+class Conflicts(_Frozen):
+    """How often an attempt of a transaction conflicts with a concurrent one and is
+    retried (SQLSTATE 40001) on the local stack: each attempt conflicts with probability
+    1 - exp(-per_qps * qps), the chance that a Poisson stream of other transactions, in
+    proportion to the load, overlaps it. Fitted by `make calibrate` (maximum likelihood
+    over its runs' attempts and retries)."""
+
+    per_qps: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+    def per_attempt(self, qps: float) -> float:
+        """The probability that one attempt conflicts at `qps`."""
+        return float(-np.expm1(-self.per_qps * qps))
+
+
+class RetryPolicy(_Frozen):
+    """What the server does after a conflict: `max_attempts` in all, and before attempt
+    n + 1 a backoff of backoff_ms * 2**(n - 1) plus up to jitter_ms more, drawn evenly."""
+
+    max_attempts: int = Field(ge=1)
+    backoff_ms: float = Field(ge=0)
+    jitter_ms: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+    def backoff(self, retry: int, u: float) -> float:
+        """The wait before retry number `retry` (1 for the second attempt), `u` in [0, 1)."""
+        return self.backoff_ms * 2.0 ** (retry - 1) + u * self.jitter_ms
+
+
 class Calibration(_Frozen):
     """The load run an `emulated` profile was fitted from, and what that run offered.
 
@@ -178,6 +207,10 @@ class Calibration(_Frozen):
     # `cache_hit_rate` in a simulation of a given load and length).
     cache_misses: dict[str, dict[str, CacheMisses]] = Field(default_factory=dict)
     step_share: dict[str, Figure] = Field(default_factory=dict)
+    # Per locality and operation, how often a transaction's attempt conflicts (operations
+    # whose steps mark a transaction with `retry_from`), and what the server does then.
+    retries: dict[str, dict[str, Conflicts]] = Field(default_factory=dict)
+    retry_policy: RetryPolicy | None = None
     # Per operation, a factor on its `untraced` rest: the measured rest holds the fitted
     # run's own waits (the loop's queue, the cores), which the model adds again as it runs;
     # calibrate simulates the fitted run's load and takes out what the model added.
@@ -188,6 +221,8 @@ class Calibration(_Frozen):
         for op, figure in self.rest_scale.items():
             if not 0 < figure.value <= 4:
                 raise ValueError(f"calibration.rest_scale.{op}: {figure.value} is not in (0, 4]")
+        if self.retries and self.retry_policy is None:
+            raise ValueError("calibration.retries needs calibration.retry_policy")
         for label, threads in self.threaded_steps.items():
             if threads < 1:
                 raise ValueError(f"calibration.threaded_steps: {label} needs at least 1 thread")

@@ -91,6 +91,10 @@ DB_DOWN = (
 )
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 MAX_ATTEMPTS = 5
+# Before attempt n + 1 of a transaction that conflicted: BACKOFF_S * 2**(n - 1) seconds plus
+# up to JITTER_S more, drawn evenly (the model's retries take the same, from the profile).
+BACKOFF_S = 0.1
+JITTER_S = 0.05
 
 
 class ConnectionPool:
@@ -196,7 +200,7 @@ class Database:
                         f"kept conflicting with concurrent writes ({MAX_ATTEMPTS} attempts)",
                     ) from exc
                 self.retries += 1
-                await asyncio.sleep((2**attempt) * 0.1 + random.uniform(0, 0.05))
+                await asyncio.sleep((2**attempt) * BACKOFF_S + random.uniform(0, JITTER_S))
             except DB_DOWN as exc:
                 raise Unavailable("database", exc) from exc
         raise AssertionError("unreachable")

@@ -436,6 +436,22 @@ def _scale_line(cal: dict[str, Any]) -> str:
     )
 
 
+def _retries_line(rows: list[dict[str, Any]]) -> str:
+    """The requests whose transaction the model retried after a conflict, per operation
+    and locality (the calibration's conflicts at this load); empty where none was."""
+    parts = [
+        f"{r['operation']} {r['locality'].replace('_', '-')} {r['retried'] / r['n']:.1%}"
+        for r in rows
+        if r["architecture"] == "hybrid" and r["region"] == "all" and r.get("retried") and r["n"]
+    ]
+    if not parts:
+        return ""
+    return (
+        "Retried after a conflict (the calibration's conflicts at this load), share of "
+        f"requests: {', '.join(parts)}.\n"
+    )
+
+
 def distributions(results: dict[str, Any], world: Any) -> dict[str, Any]:
     """Every cell's latencies (and each operation-locality's over all regions) in the
     shared 1 % log bins, for CDFs and two-sample tests against measurements."""
@@ -492,6 +508,7 @@ def _print_report(
             f"Event loops busy (client: the load generator's thread): {loops}.\n"
             + _cores_line(summary)
             + _scale_line(cal)
+            + _retries_line(rows)
             + "Next: make compare (against a load run of "
             f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"
         )

@@ -88,6 +88,10 @@ class CompiledStep:
     # The local stack's second visit of one step (to a worker thread, to the cores): it
     # runs exactly when the step before it ran.
     with_previous: bool = False
+    # The end of a transaction that conflicts with probability `retry` per attempt: then
+    # the request backs off and goes back to step `retry_to`, where the transaction began.
+    retry: float = 0.0
+    retry_to: int = 0
 
 
 class _Request(simpy.Event):
@@ -99,6 +103,7 @@ class _Request(simpy.Event):
     """
 
     __slots__ = (
+        "attempts",
         "extra",
         "hits",
         "pending",
@@ -136,6 +141,7 @@ class _Request(simpy.Event):
         self.route: list[tuple[Station, Stream, float]] | None = None
         self.extra = 0.0
         self.post: Stream | None = None
+        self.attempts = 1
 
 
 @dataclass(slots=True)
@@ -208,6 +214,7 @@ class SystemModel:
         self.error_kinds: list[dict[str, int]] = [{} for _ in self.cells]
         self.step_ms: dict[tuple[int, str], float] = {}
         self.traced = [0] * len(self.cells)
+        self.retried = [0] * len(self.cells)  # requests whose transaction was retried
         self.arrived = 0
         self.completed = 0
         # The local stack's runs keep every measured request's latency and cell in the
@@ -361,9 +368,12 @@ class SystemModel:
     ) -> list[CompiledStep]:
         outcomes: dict[str, int] = {}
         hit_rates = self.world.workload.cache_hit_rate[locality]
-        compiled = []
-        for step in steps:
+        compiled: list[CompiledStep] = []
+        begins: dict[int, CompiledStep] = {}  # a step's index -> its first compiled visit
+        ends: list[tuple[CompiledStep, CompiledStep]] = []  # (transaction's end, its start)
+        for i, step in enumerate(steps):
             c = self._compile_step(step, edge, home, backend)
+            begins[i] = c
             if self.faults is not None:
                 self.faults.prepare(c, step, edge, home, backend)
             if step.outcome is not None:
@@ -377,6 +387,13 @@ class SystemModel:
             compiled.append(c)
             if self.cores is not None:
                 compiled.extend(self._on_cores(step, c, edge, home))
+            if step.retry_from is not None and self.app:
+                conflicts = self._conflicts(op, locality)
+                if conflicts > 0:
+                    first = self.world.operations.of("hybrid")[op].transaction_start(i)
+                    assert first is not None  # checked when the catalog loaded
+                    compiled[-1].retry = conflicts
+                    ends.append((compiled[-1], begins[first]))
         if self.app:
             cpu, wait = self.untraced[op]
             label = f"app.untraced|{edge}"
@@ -408,7 +425,16 @@ class SystemModel:
                         service=lambda: receive() + after(),
                     )
                 )  # fmt: skip
+        for end, start in ends:  # indices only now: steps were inserted before them
+            end.retry_to = next(k for k, c in enumerate(compiled) if c is start)
         return compiled
+
+    def _conflicts(self, op: str, locality: str) -> float:
+        """The calibrated probability that an attempt of `op`'s transaction conflicts at
+        the modelled load (0 where the profile measured none)."""
+        cal = self.world.profile.calibration
+        found = cal.retries.get(locality, {}).get(op) if cal is not None else None
+        return found.per_attempt(self.config.qps) if found is not None else 0.0
 
     def _compile_step(self, step: Step, edge: str, home: str, backend: str) -> CompiledStep:
         if self.app:
@@ -661,7 +687,31 @@ class SystemModel:
             if request.spent is not None:
                 request.spent.append((st.label, now + pending - request.step_start))
             request.step += 1
+            if st.retry and self._u() < st.retry:
+                if not self._retry(request, st):
+                    return
+                pending = request.pending
         self._advance(request, now)
+
+    def _retry(self, request: _Request, st: CompiledStep) -> bool:
+        """The transaction that `st` ends conflicted: back off and begin it again, or, after
+        the last attempt the policy allows, fail the request (the server's 503). False if
+        the request failed."""
+        policy = self.world.profile.calibration.retry_policy  # type: ignore[union-attr]
+        assert policy is not None  # a profile with conflicts has one (checked as it loads)
+        if request.attempts >= policy.max_attempts:
+            self._fail(request, "conflict")
+            return False
+        if request.attempts == 1 and request.t0 >= self.config.warmup_ms:
+            self.retried[request.rtype.cell] += 1
+        backoff = policy.backoff(request.attempts, self._u())
+        request.attempts += 1
+        request.pending += backoff
+        if request.spent is not None:
+            # Outside every step, as on the server: its trace shows the backoff there.
+            request.spent.append((f"app.untraced|{request.rtype.edge}", backoff))
+        request.step = st.retry_to
+        return True
 
     def _advance(self, request: _Request, now: float) -> None:
         """Walk delays until the next station visit; schedule it, or finish the request.

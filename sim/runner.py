@@ -56,6 +56,8 @@ class CellSamples:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     traced: int = 0
     step_ms: dict[str, float] = field(default_factory=dict)
+    # Requests whose transaction conflicted and was retried at least once.
+    retried: int = 0
 
     @property
     def errors(self) -> int:
@@ -102,6 +104,7 @@ def _run_one(
             ],
             "errors_by_kind": model.error_kinds[i],
             "traced": model.traced[i],
+            "retried": model.retried[i],
             "step_ms": steps,
         }
     elapsed = config.warmup_ms + config.duration_ms
@@ -272,6 +275,7 @@ def _pool(
             for kind, n in data["errors_by_kind"].items():
                 samples.errors_by_kind[kind] = samples.errors_by_kind.get(kind, 0) + n
             samples.traced += data["traced"]
+            samples.retried += data["retried"]
             for label, ms in data["step_ms"].items():
                 samples.step_ms[label] = samples.step_ms.get(label, 0.0) + ms
     return results

@@ -42,6 +42,7 @@ def merge_cells(cells: Iterable[CellSamples]) -> CellSamples:
         for kind, n in c.errors_by_kind.items():
             merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + n
         merged.traced += c.traced
+        merged.retried += c.retried
         for label, ms in c.step_ms.items():
             merged.step_ms[label] = merged.step_ms.get(label, 0.0) + ms
     return merged
@@ -95,6 +96,7 @@ def cell_row(
         "n": n,
         "errors": samples.errors,
         "errors_by_kind": dict(sorted(samples.errors_by_kind.items())),
+        "retried": samples.retried,
         "mean_ms": float(pooled.mean()) if n else None,
     }
     for p in PERCENTILES:

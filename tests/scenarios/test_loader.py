@@ -6,12 +6,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from scenarios import ScenarioError, load_seed_targets, load_world
 from scenarios.loader import available_profiles, calibrated_world
-from scenarios.profiles import CacheMisses, Calibration
+from scenarios.profiles import CacheMisses, Calibration, Conflicts, RetryPolicy
 from scenarios.workload import OPERATIONS
 
 
@@ -176,6 +177,18 @@ BAD_FILES = [
         "",
         ["cross_region_home.weights has no row for region 'ap-ne'"],
     ),
+    (
+        "operations.toml",
+        'retry_from = "read_user"',
+        'retry_from = "read_profile"',
+        ["hybrid.profile_update", "retry_from='read_profile'", "no earlier crdb step"],
+    ),
+    (
+        "operations.toml",
+        '{ component = "redis", action = "delete_user", on_unavailable = "skip" },\n]',
+        '{ component = "redis", action = "delete_user", retry_from = "read_user" },\n]',
+        ["profile_update", "retry_from ends a database transaction: crdb steps only"],
+    ),
 ]
 
 
@@ -330,3 +343,42 @@ def test_calibrated_world_takes_the_hit_rate_of_the_run_it_models() -> None:
     figure = sized.workload.cache_hit_rate["cross_region"]["session"]
     assert figure.value == pytest.approx(0.99)
     assert "60 cold misses" in figure.source and "1000 QPS for 60 s" in figure.source
+
+
+POLICY = {"max_attempts": 5, "backoff_ms": 100.0, "jitter_ms": 50.0, "source": "a test"}
+
+
+def test_a_transactions_conflicts_follow_the_load() -> None:
+    """Each attempt conflicts as often as a Poisson stream of others, in proportion to the
+    load, overlaps it; the backoff doubles with each retry, as the server's does."""
+    conflicts = Conflicts(per_qps=0.001, source="a test")
+    assert conflicts.per_attempt(0) == 0.0
+    assert conflicts.per_attempt(693.147) == pytest.approx(0.5, abs=1e-6)
+    assert conflicts.per_attempt(2000) == pytest.approx(1 - np.exp(-2))
+    policy = RetryPolicy.model_validate(POLICY)
+    assert policy.backoff(1, 0.0) == 100.0
+    assert policy.backoff(1, 0.999) == pytest.approx(149.95)
+    assert policy.backoff(3, 0.5) == 425.0
+    # The operations name where a retried transaction begins again.
+    ops = load_world("seed").operations.hybrid["profile_update"]
+    end = next(i for i, s in enumerate(ops.steps) if s.retry_from)
+    assert ops.steps[ops.transaction_start(end)].label == "crdb.read_user"  # type: ignore[index]
+
+
+def test_calibrated_conflicts_are_checked() -> None:
+    retries = {"cross_region": {"profile_update": {"per_qps": 0.001, "source": "a run"}}}
+    with pytest.raises(ValidationError, match=r"retries needs calibration\.retry_policy"):
+        Calibration.model_validate(_calibration(retries=retries))
+    world = load_world("seed")
+
+    def local(retries: dict[str, Any]) -> Any:
+        cal = Calibration.model_validate(_calibration(retries=retries, retry_policy=POLICY))
+        return dataclasses.replace(
+            world, profile=world.profile.model_copy(update={"calibration": cal})
+        )
+
+    assert calibrated_world(local(retries)).profile.calibration.retries  # type: ignore[union-attr]
+    with pytest.raises(ScenarioError, match=r"retries\.nearby: not a locality"):
+        calibrated_world(local({"nearby": retries["cross_region"]}))
+    with pytest.raises(ScenarioError, match=r"retries\.cross_region\.userinfo: no operation"):
+        calibrated_world(local({"cross_region": {"userinfo": {"per_qps": 0.1, "source": "a run"}}}))
