@@ -20,6 +20,7 @@ from typing import Any
 
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
+from loadgen.pace import pace_stats
 from loadgen.recorder import Recorder, new_histogram
 from loadgen.servers import (
     HASH_CPU,
@@ -42,6 +43,7 @@ from server.stack import Stack
 
 PERCENTILES = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PACE_FILE = "pace.json"
 IDLE_SAMPLE_S = 3.0
 
 
@@ -277,6 +279,17 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
     env = {**os.environ, "AUTHSCALE_LOAD": str(run_dir / "load-config.json")}
     started = time.monotonic()
     helpers: list[subprocess.Popen[bytes]] = []
+    probe = None
+    if not config.get("web"):
+        # The machine's pace beside the run (loadgen.pace), in a process of its own.
+        probe = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "loadgen.pace"),
+                *("--out", str(run_dir / PACE_FILE), "--seconds", str(run_time + 30)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(run_dir / "pace.log").open("ab"),
+        )
     try:
         if workers > 1:
             port = free_port()
@@ -311,6 +324,12 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
                 proc.wait(timeout=20)  # workers quit when the master does
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if probe is not None:
+            probe.terminate()  # it writes what it has and quits
+            try:
+                probe.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                probe.kill()
     (run_dir / "locust.log").write_text(done.stdout + done.stderr)
     out = run_dir / "recorder.json"
     if not out.exists():
@@ -423,9 +442,20 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         "machine_window_s": round(rec.server_counts.get(WALL, 0.0), 3),
         "machine_idle_busy_cores": config.get("idle_busy_cores"),
         "machine_cores": os.cpu_count(),
+        # The cores' own pace over the measured window (loadgen.pace): a fixed piece of
+        # Python's CPU time, its spread, and the share of pieces slowed by half or more.
+        "machine_pace": pace_stats(run_dir / PACE_FILE, _clock_start(config), config["duration_s"]),
         "measured_counts": measured,
         "latency": rows,
     }
+
+
+def _clock_start(config: dict[str, Any]) -> float | None:
+    """When the measured window began (the locustfile writes it), or None."""
+    try:
+        return float(Path(config["clock_file"]).read_text())
+    except (KeyError, OSError, ValueError):
+        return None
 
 
 def _write_timeline(path: Path, rec: Recorder) -> None:

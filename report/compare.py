@@ -504,8 +504,11 @@ def compare(pair: Pair) -> dict[str, Any]:
             row["measured_split_ms"] = theirs[SPLIT]
         rows.append(row)
     judged = [r for r in rows if r.get("judged")]
-    speed = machine_speed(pair.sim.get("calibration") or {}, pair.load)
+    speed = furthest_speed(
+        [machine_speed(pair.sim.get("calibration") or {}, load) for load in pair.loads]
+    )
     waits = core_waits(pair.load, pair.sim)
+    paces = machine_paces(pair)
     spells = {
         "measured": measured_spells(trace),
         "simulated": (pair.sim.get("slow_spells") or {}).get("hybrid"),
@@ -534,6 +537,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         "cpu_per_request": speed,
         "core_waits": waits,
         "slow_spells": spells,
+        "machine_pace": paces,
         "retries": {"measured": measured_retries(trace), "simulated": simulated_retries(pair.sim)},
         "rows": rows,
     }
@@ -664,6 +668,7 @@ def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str
     out: dict[str, Any] = {
         "calibration_run": calibration.get("run_id"),
         "speed_points_qps": [p.qps for p in points],
+        "load_run": load.get("run_id"),
     }
     at_load = expected_cpu_ms(points, float(load.get("target_qps") or 0.0))
     for part, now in run_cpu_per_request(load).items():
@@ -679,6 +684,30 @@ def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str
 SPEED_WORDS = {"servers": "the servers' event loops", "load_generator": "the load generator"}
 
 
+def _off(speed: dict[str, Any]) -> float:
+    """How far a run's CPU per request lay from the expected, its furthest part."""
+    ratios = [(speed.get(part) or {}).get("ratio") for part in SPEED_WORDS]
+    return max((abs(r - 1) for r in ratios if r), default=0.0)
+
+
+def furthest_speed(speeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the pooled runs' `machine_speed`, the one furthest from what the model expected,
+    with every run's ratios beside it (`runs`): one slow run among three moves the pool."""
+    worst = max(speeds, key=_off)
+    if len(speeds) > 1:
+        worst = {
+            **worst,
+            "runs": [
+                {
+                    "load_run": s["load_run"],
+                    **{p: (s.get(p) or {}).get("ratio") for p in SPEED_WORDS},
+                }
+                for s in speeds
+            ],
+        }
+    return worst
+
+
 def speed_note(result: dict[str, Any]) -> str | None:
     """A sentence on the machine's speed when this run's CPU per request differs from what
     the profile expects at its load by more than the tolerance, else None."""
@@ -692,13 +721,69 @@ def speed_note(result: dict[str, Any]) -> str | None:
         for part, v in parts
     )
     at = " and ".join(f"{q:g}" for q in speed["speed_points_qps"])
+    runs = speed.get("runs") or []
+    which = (
+        f"in load run {speed['load_run']}, the furthest off of the {len(runs)} pooled (the "
+        "servers' loops "
+        + ", ".join(f"x{r['servers']:.2f}" for r in runs if r.get("servers"))
+        + "),"
+        if len(runs) > 1
+        else "in this run"
+    )
     return (
-        f"CPU per request in this run against what calibration run "
+        f"CPU per request {which} against what calibration run "
         f"{speed['calibration_run']} led the model to expect at this load (measured at {at} "
         f"QPS): {figures}. The machine ran its code at another speed than the model "
         "assumed, which it cannot know: on this machine CPU per request falls as the load "
         "rises (a busy process keeps its caches warm and serves several ready requests per "
         "wake-up) and drifts between runs"
+    )
+
+
+UNSTEADY = 0.02  # a run's share of slowed pieces this far beyond the calibration run's
+
+
+def machine_paces(pair: Pair) -> dict[str, Any]:
+    """The machine's pace (loadgen.pace) in every pooled load run, newest first, and in
+    the calibration run the profile was fitted from, where those runs recorded it."""
+    cal_id = (pair.sim.get("calibration") or {}).get("run_id")
+    cal_summary = pair.load_dir.parent / str(cal_id) / "summary.json"
+    calibration = None
+    if cal_id and cal_summary.is_file():
+        calibration = json.loads(cal_summary.read_text()).get("machine_pace")
+    return {
+        "runs": [
+            {"load_run": load.get("run_id"), **load["machine_pace"]}
+            for load in pair.loads
+            if load.get("machine_pace")
+        ],
+        "calibration_run": cal_id,
+        "calibration": calibration,
+    }
+
+
+def pace_note(result: dict[str, Any]) -> str | None:
+    """A sentence on the machine's pace when a pooled run's cores wavered more than the
+    calibration run's (more of the probe's pieces slowed by half: UNSTEADY beyond it, or
+    beyond 5 % where the calibration run has no figure), else None."""
+    paces = result.get("machine_pace") or {}
+    runs, cal = paces.get("runs") or [], paces.get("calibration")
+    base = cal["slow_share"] if cal else 0.05 - UNSTEADY
+    if not any(r["slow_share"] > base + UNSTEADY for r in runs):
+        return None
+    said = ", ".join(f"{r['slow_share']:.1%} (p90 x{r['p90_over_median']:.2f})" for r in runs)
+    against = (
+        f"; in calibration run {paces['calibration_run']} {cal['slow_share']:.1%} (p90 "
+        f"x{cal['p90_over_median']:.2f})"
+        if cal
+        else ""
+    )
+    return (
+        "the machine's cores kept a less steady pace than when the profile was fitted: a "
+        "fixed piece of Python timed every 10 ms on its own CPU clock (loadgen.pace) took "
+        f"over 1.5x its median time in {said} of the pieces in the load runs pooled{against}. "
+        "Something outside the machine slowed its cores at times, which the model's cores, "
+        "at one pace, do not: it lengthens the measured tail"
     )
 
 
@@ -781,7 +866,13 @@ def explain(result: dict[str, Any]) -> list[str]:
     spells on both sides, where those are worth saying."""
     out = [n for n in (repeat_note(result),) if n]
     if not result.get("goal_met"):
-        notes = (speed_note(result), core_wait_note(result), spell_note(result), retry_note(result))
+        notes = (
+            speed_note(result),
+            pace_note(result),
+            core_wait_note(result),
+            spell_note(result),
+            retry_note(result),
+        )
         out += [n for n in notes if n]
     for r in result["rows"]:
         if not r.get("judged") or r["within_tolerance"]:

@@ -63,6 +63,10 @@ def test_headless_run_writes_results_that_agree_with_the_servers(
     detail = [r for r in rows if r["region"] != "all" and r["operation"] != "all"]
     assert sum(int(r["offered"]) for r in detail) == sum(summary["measured_counts"].values())
     assert {"availability", "cache_hit_rate", "db_utilisation"} <= set(rows[0])
+    # The machine's pace beside the run, over its measured 5 s: a piece every 10 ms.
+    pace = summary["machine_pace"]
+    assert 400 <= pace["pieces"] <= 510 and pace["median_us"] > 0
+    assert 1.0 <= pace["p90_over_median"] <= pace["p99_over_median"]
     # The stack was stopped: nothing answers on its ports any more.
     config = json.loads((run / "load-config.json").read_text())
     import urllib.request

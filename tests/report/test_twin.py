@@ -42,10 +42,12 @@ from report.compare import (
     core_waits,
     explain,
     find_pair,
+    furthest_speed,
     ks_two_sample,
     machine_speed,
     measured_bins,
     measured_retries,
+    pace_note,
     percentile,
     read_trace,
     repeat_note,
@@ -592,6 +594,33 @@ def test_compare_puts_the_runs_side_by_side(
     assert spells["simulated"]["spells"] >= 0.9 * row["n_simulated"] // 50
     said = spell_note(result)
     assert said is not None and "measured" in said and "simulated" in said
+    # The machine's pace: the load run's own, which here is the calibration run too.
+    pace = result["machine_pace"]
+    assert pace["calibration_run"] == loop["load"].name
+    assert pace["runs"] == [{"load_run": loop["load"].name, **pace["calibration"]}]
+    assert pace["calibration"]["pieces"] > 500
+    assert pace_note(result) is None  # in sample: no steadier or less steady than itself
+
+
+def test_compare_says_when_the_machines_pace_wavered() -> None:
+    steady = {"pieces": 6000, "median_us": 104.0, "p90_over_median": 1.08,
+              "p99_over_median": 1.4, "slow_share": 0.012}  # fmt: skip
+    rough = {**steady, "p90_over_median": 1.42, "slow_share": 0.07}
+    result = {"machine_pace": {"runs": [{"load_run": "a", **steady}, {"load_run": "b", **rough}],
+                               "calibration_run": "light", "calibration": steady}}  # fmt: skip
+    said = pace_note(result)
+    assert said is not None and "1.2% (p90 x1.08), 7.0% (p90 x1.42)" in said
+    assert "in calibration run light 1.2% (p90 x1.08)" in said
+    # Within two points of the calibration run's share: nothing to say.
+    near = {**steady, "slow_share": 0.03}
+    result["machine_pace"]["runs"] = [{"load_run": "a", **near}]
+    assert pace_note(result) is None
+    # Without the calibration run's figure, over 5 % is worth saying.
+    result["machine_pace"]["calibration"] = None
+    assert pace_note(result) is None
+    result["machine_pace"]["runs"] = [{"load_run": "b", **rough}]
+    assert pace_note(result) is not None
+    assert pace_note({"machine_pace": {"runs": []}}) is None
 
 
 @pytest.fixture(scope="module")
@@ -703,6 +732,19 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     first = explain(result)[0]
     assert f"calibration run {loop['load'].name}" in first and "(x0.50)" in first
     assert explain({**result, "cpu_per_request": machine_speed(sim["calibration"], load)}) == []
+    # Pooled runs: the note names the one furthest off, with every run's ratio beside it.
+    slower = {**load, "run_id": "slower", "server_loop_cpu_s": load["server_loop_cpu_s"] * 1.3}
+    pooled = furthest_speed(
+        [machine_speed(sim["calibration"], run) for run in (load, {**faster, "run_id": "x"})]
+        + [machine_speed(sim["calibration"], slower)]
+    )
+    assert pooled["load_run"] == "x" and [r["load_run"] for r in pooled["runs"]] == [
+        load["run_id"],
+        "x",
+        "slower",
+    ]
+    said = explain({**result, "cpu_per_request": pooled})[0]
+    assert "in load run x, the furthest off of the 3 pooled" in said and "x1.30" in said
     # Waiting for a core: named when the loops waited more than a tenth of their CPU.
     waits = core_waits(load)
     assert waits["servers"]["per_cpu_ms"] == pytest.approx(
