@@ -14,11 +14,13 @@ QPS ?=
 ARCH ?=
 SCENARIO ?=
 REPLICATIONS ?=
+PACE ?=
 # Unset flags take the simulator's defaults, or the scenario file's with SCENARIO=.
 SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LOAD),--load $(LOAD)) \
            $(if $(PROFILE),--profile $(PROFILE)) $(if $(DURATION),--duration $(DURATION)) \
            $(if $(QPS),--qps $(QPS)) $(if $(ARCH),--arch $(ARCH)) \
-           $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
+           $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICATIONS),--replications $(REPLICATIONS)) \
+           $(if $(PACE),--pace $(PACE))
 
 .DEFAULT_GOAL := help
 .PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen bench-scheduler calibrate compare report cost test lint bench-sim bench-server clean
@@ -34,7 +36,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create or update .venv (every other target does this itself)
 
-simulate: $(STAMP) ## run the four-region model: REGION= MAU= LOAD= QPS= PROFILE= DURATION= SEED= ARCH= SCENARIO=
+simulate: $(STAMP) ## run the four-region model: REGION= MAU= LOAD= QPS= PROFILE= DURATION= SEED= ARCH= SCENARIO= [PACE=load run dirs]
 	$(PY) -m sim $(SIM_ARGS)
 
 scenarios: $(STAMP) ## list the failure drills (run one with make simulate SCENARIO=<name>)

@@ -538,6 +538,8 @@ def compare(pair: Pair) -> dict[str, Any]:
         "core_waits": waits,
         "slow_spells": spells,
         "machine_pace": paces,
+        # The machine's pace the simulation replayed (make simulate PACE=), or None.
+        "simulation_pace": pair.sim.get("pace"),
         "retries": {"measured": measured_retries(trace), "simulated": simulated_retries(pair.sim)},
         "rows": rows,
     }
@@ -745,8 +747,12 @@ UNSTEADY = 0.02  # a run's share of slowed pieces this far beyond the calibratio
 
 def machine_paces(pair: Pair) -> dict[str, Any]:
     """The machine's pace (loadgen.pace) in every pooled load run, newest first, and in
-    the calibration run the profile was fitted from, where those runs recorded it."""
-    cal_id = (pair.sim.get("calibration") or {}).get("run_id")
+    the calibration run nearest their load (the busier the machine, the warmer its cores,
+    so only a run of about the same load says what is usual), where they recorded it."""
+    cal = pair.sim.get("calibration") or {}
+    qps = float(pair.load.get("target_qps") or 0.0)
+    points = [(p["run_id"], float(p["qps"])) for p in cal.get("speed") or []]
+    cal_id = min(points, key=lambda p: abs(p[1] - qps))[0] if points else cal.get("run_id")
     cal_summary = pair.load_dir.parent / str(cal_id) / "summary.json"
     calibration = None
     if cal_id and cal_summary.is_file():
@@ -763,9 +769,9 @@ def machine_paces(pair: Pair) -> dict[str, Any]:
 
 
 def pace_note(result: dict[str, Any]) -> str | None:
-    """A sentence on the machine's pace when a pooled run's cores wavered more than the
-    calibration run's (more of the probe's pieces slowed by half: UNSTEADY beyond it, or
-    beyond 5 % where the calibration run has no figure), else None."""
+    """A sentence on the machine's pace when a pooled run's cores wavered more than those
+    of the calibration run nearest its load (more of the probe's pieces slowed by half:
+    UNSTEADY beyond it, or beyond 5 % where that run has no figure), else None."""
     paces = result.get("machine_pace") or {}
     runs, cal = paces.get("runs") or [], paces.get("calibration")
     base = cal["slow_share"] if cal else 0.05 - UNSTEADY
@@ -779,11 +785,11 @@ def pace_note(result: dict[str, Any]) -> str | None:
         else ""
     )
     return (
-        "the machine's cores kept a less steady pace than when the profile was fitted: a "
-        "fixed piece of Python timed every 10 ms on its own CPU clock (loadgen.pace) took "
-        f"over 1.5x its median time in {said} of the pieces in the load runs pooled{against}. "
-        "Something outside the machine slowed its cores at times, which the model's cores, "
-        "at one pace, do not: it lengthens the measured tail"
+        "the machine's cores kept a less steady pace than in the calibration run nearest "
+        "this load: a fixed piece of Python timed every 10 ms on its own CPU clock "
+        f"(loadgen.pace) took over 1.5x its median time in {said} of the pieces in the load "
+        f"runs pooled{against}. The model's cores keep one pace; make simulate PACE=<the "
+        "load runs> replays theirs, to tell the model's error from the machine's"
     )
 
 
@@ -963,10 +969,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = new_run_dir(results, "compare", f"{pair.sim['run_id']}")
     write_json(run_dir / "compare.json", result)
+    paced = result.get("simulation_pace")
     print(
         f"authscale compare: simulation {result['simulation']} against "
         f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
         f"{','.join(result['scenario']['regions'])})"
+        + (
+            f"; its cores followed the pace recorded in {', '.join(paced['runs'])} (PACE=, "
+            "a diagnostic: the model told how steady the machine was)"
+            if paced
+            else ""
+        )
     )
     print(table(result))
     print(

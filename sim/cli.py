@@ -19,6 +19,7 @@ from sim.errors import SimulationError
 from sim.legacy_limits import legacy_limits
 from sim.legacy_limits import render as render_limits
 from sim.model import max_reduction, node_counts
+from sim.pace import paced
 from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
 from sim.runner import SimulationPlan, run_plan
 from sim.stats import spell_shares
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", default="0", help="processes (0: one per core)")
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--pace",
+        default=None,
+        help="PROFILE=local only: load run folders (comma-separated) whose recorded pace of "
+        "the machine's cores the model's cores follow",
+    )
     return p.parse_args(argv)
 
 
@@ -88,6 +95,10 @@ def build_plan(args: argparse.Namespace) -> tuple[SimulationPlan, dict[str, Any]
     world = load_world(args.profile)
     if world.profile.emulated:
         return _calibrated_plan(args, world, given)
+    if args.pace:
+        raise UsageError(
+            "PACE= replays a load run's pace on the local stack's cores: give PROFILE=local"
+        )
     regions = world.topology.regions
     if args.region != "all" and args.region not in regions:
         raise UsageError(f"unknown REGION={args.region!r}: choose one of all, {', '.join(regions)}")
@@ -146,6 +157,7 @@ def _calibrated_plan(
             f"{', '.join(regions)}"
         )
     args.mau, args.load, args.arch = "local", "calibrated", "hybrid"
+    pace = paced(cal, qps, args.pace.split(",")) if args.pace else None
     plan = SimulationPlan(
         args.profile,
         (("hybrid", qps, 1),),
@@ -154,8 +166,14 @@ def _calibrated_plan(
         replications,
         seed=_number("SEED", args.seed, int, 0),
         workers=_number("WORKERS", args.workers, int, 0),
+        pace=pace.factors if pace is not None else (),
+        pace_period_ms=pace.period_ms if pace is not None else 10.0,
+        speed=pace.speed if pace is not None else (1.0, 1.0),
     )
-    ctx = {"world": world, "targets": load_seed_targets(), "qps": qps, "legacy_qps": None}
+    ctx = {
+        "world": world, "targets": load_seed_targets(), "qps": qps, "legacy_qps": None,
+        "pace": pace.said() if pace is not None else None,
+    }  # fmt: skip
     return plan, ctx
 
 
@@ -367,6 +385,8 @@ def _summary(
             legacy_limits(ctx["world"], ctx["legacy_qps"]) if "legacy" in results else None
         ),
         "regions": list(ctx["world"].topology.regions),
+        # The machine's pace replayed on the local stack's cores (PACE=), or None.
+        "pace": ctx.get("pace"),
         # A calibrated profile's load run: what `make compare` matches measurements to.
         "calibration": (
             {
@@ -433,6 +453,18 @@ def _scale_line(cal: dict[str, Any]) -> str:
         f"CPU times scaled x{scale['servers']:.2f} (servers) and "
         f"x{scale['load_generator']:.2f} (load generator){hashed} for this load, from CPU per "
         f"request measured at {at} QPS.\n"
+    )
+
+
+def _pace_line(pace: dict[str, Any] | None) -> str:
+    """What PACE= gave the model, in words; empty without it."""
+    if not pace:
+        return ""
+    return (
+        f"The machine as {', '.join(pace['runs'])} measured it: CPU per request "
+        f"x{pace['servers_speed']:.3f} (servers) and x{pace['load_generator_speed']:.3f} (load "
+        f"generator) of the profile's at this load, and the cores' pace from one 10 ms to "
+        f"the next (p90 x{pace['p90_factor']:.2f}, p99 x{pace['p99_factor']:.2f} of its mean).\n"
     )
 
 
@@ -509,6 +541,7 @@ def _print_report(
             + _cores_line(summary)
             + _scale_line(cal)
             + _retries_line(rows)
+            + _pace_line(summary.get("pace"))
             + "Next: make compare (against a load run of "
             f"{summary['target_qps']:g} QPS on {','.join(cal['regions'])})"
         )

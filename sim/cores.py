@@ -71,6 +71,8 @@ class CorePool:
         # ms spent runnable without a core (processor sharing: (1 - rate) of the time).
         self.cpu_by: dict[str, float] = {}
         self.wait_by: dict[str, float] = {}
+        # The machine's pace: a factor on work started at a time (sim.pace); None: 1.
+        self.pace: Callable[[float], float] | None = None
 
     def _catch_up(self, now: float) -> None:
         dt = now - self._at
@@ -95,6 +97,8 @@ class CorePool:
         now = self.env.now
         self._catch_up(now)
         self.served += 1
+        if self.pace is not None:
+            work_ms *= self.pace(now)
         if work_ms <= 0.0:
             if done is not None:
                 done(now)
@@ -294,6 +298,8 @@ class _KernelPool(CorePool):
         work (`done` has been called)."""
         now = self.env.now
         self.served += 1
+        if self.pace is not None:
+            work_ms *= self.pace(now)
         if work_ms <= 0.0:
             if done is not None:
                 done(now)

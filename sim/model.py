@@ -62,6 +62,12 @@ class RunConfig:
     replication: int
     # Piecewise-constant offered load as (start_ms, end_ms, qps); empty: `qps` throughout.
     rate_schedule: tuple[tuple[float, float, float], ...] = ()
+    # The local stack only: the machine's pace replayed on the cores (sim.pace).
+    pace: tuple[float, ...] = ()
+    pace_period_ms: float = 10.0
+    # ... and the CPU per request those runs measured, over what the profile expects at
+    # this load: factors on the servers' and the load generator's CPU (sim.pace).
+    speed: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -279,6 +285,8 @@ class SystemModel:
                     else CorePool(self.env, cal.cores)
                 )
                 self.app = {r: CoreThread(f"app/{r}/loop", cores, servers) for r in topo.regions}
+                if self.config.pace:
+                    cores.pace = self._pace()
                 self.threaded = {
                     label: {
                         r: CoreThread(f"app/{r}/{label}", cores, threads * servers)
@@ -295,7 +303,15 @@ class SystemModel:
                     self.hop = lambda: float(rng.exponential(hop_ms))
             # CPU per request falls with load on the machine measured: the fitted run's CPU
             # times, scaled to this load between the calibration's speed points.
-            self.cpu_scale = scale = cal.cpu_scale(self.config.qps)
+            scale = cal.cpu_scale(self.config.qps)
+            servers_speed, client_speed = self.config.speed
+            if (servers_speed, client_speed) != (1.0, 1.0):
+                scale = {
+                    **scale,
+                    "servers": scale["servers"] * servers_speed,
+                    "load_generator": scale["load_generator"] * client_speed,
+                }
+            self.cpu_scale = scale
             srv = scale["servers"]
             self.measured = {
                 label: (stream_of(c.cpu, rng, srv), stream_of(c.wait, rng))
@@ -318,6 +334,15 @@ class SystemModel:
                     stream_of(d, rng, scale["load_generator"])
                     for d in (client.send, client.receive, client.after)
                 )
+
+    def _pace(self) -> Callable[[float], float]:
+        """The factor on CPU work started at a time: the replayed record, this replication
+        taking up where the one before it stopped (cyclically)."""
+        cfg = self.config
+        factors, period = cfg.pace, cfg.pace_period_ms
+        n = len(factors)
+        offset = int(cfg.replication * (cfg.warmup_ms + cfg.duration_ms) / period)
+        return lambda now: factors[(offset + int(now / period)) % n]
 
     def stations(self) -> list[Station | CorePool]:
         out: list[Station | CorePool] = []

@@ -38,12 +38,26 @@ class SimulationPlan:
     batches: int = 10
     seed: int = 1
     workers: int = 0
+    # The local stack only: factors on CPU work, one per `pace_period_ms` (sim.pace).
+    pace: tuple[float, ...] = ()
+    pace_period_ms: float = 10.0
+    speed: tuple[float, float] = (1.0, 1.0)
 
     def configs(self) -> list[RunConfig]:
         per_rep_ms = self.duration_s * 1000 / self.replications
         return [
             RunConfig(
-                arch, qps, per_rep_ms, self.warmup_s * 1000, self.batches, red, self.seed, rep
+                arch,
+                qps,
+                per_rep_ms,
+                self.warmup_s * 1000,
+                self.batches,
+                red,
+                self.seed,
+                rep,
+                pace=self.pace,
+                pace_period_ms=self.pace_period_ms,
+                speed=self.speed,
             )
             for arch, qps, red in self.runs
             for rep in range(self.replications)

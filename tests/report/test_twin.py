@@ -1039,3 +1039,75 @@ def test_the_model_retries_a_conflicting_transaction(
     # Cross-region updates had no conflicts given: none retried.
     assert cell(busy, "cross_region")["retried"] == 0
     assert simulated_retries(busy)["profile_update"]["same_region"]["retried"] == retried
+
+
+def test_the_model_replays_the_machine_as_a_load_run_measured_it(
+    loop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PACE= gives the model a load run's CPU per request (over the profile's at that load)
+    and its cores' pace from one 10 ms to the next: the fixture's own run, which is the
+    calibration run, runs at x1; a copy whose servers spent twice the CPU doubles the
+    loops' CPU, and one whose pace wavered makes the tail longer. Runs without a record,
+    of another load, or with another profile are refused."""
+    flags = ["--profile", str(loop["profile"]), "--qps", "60", "--duration", "20", *SIM]
+
+    def sim(name: str, *runs: Path) -> dict[str, Any]:
+        out = tmp_path / name
+        pace = ["--pace", ",".join(str(r) for r in runs)] if runs else []
+        assert simulate([*flags, *pace, "--results-dir", str(out)]) == 0
+        return json.loads((out / "sim" / "latest" / "summary.json").read_text())
+
+    def copy(name: str) -> Path:
+        run = tmp_path / "runs" / name
+        shutil.copytree(loop["load"], run)
+        return run
+
+    plain, own = sim("plain"), sim("own", loop["load"])
+    assert plain["pace"] is None
+    assert own["pace"]["runs"] == [loop["load"].name]
+    assert own["pace"]["servers_speed"] == pytest.approx(1.0, abs=0.002)
+    assert own["pace"]["load_generator_speed"] == pytest.approx(1.0, abs=0.002)
+    assert "The machine as " + loop["load"].name + " measured it" in capsys.readouterr().out
+    out = tmp_path / "own"
+    shutil.copytree(loop["root"] / "load", out / "load", symlinks=True)
+    assert compare(["--results-dir", str(out)]) == 0
+    assert "its cores followed the pace recorded in" in capsys.readouterr().out
+    # The servers' loops spent twice the CPU per request: so does the model's.
+    busy = copy("busy")
+    summary = json.loads((busy / "summary.json").read_text())
+    summary["server_loop_cpu_s"] *= 2
+    (busy / "summary.json").write_text(json.dumps(summary))
+    doubled = sim("doubled", busy)
+    assert doubled["pace"]["servers_speed"] == pytest.approx(2.0, abs=0.005)
+    loop_cpu = {
+        name: s["core_waits"]["hybrid"]["app/*/loop"]["cpu_ms"]
+        for name, s in (("own", own), ("doubled", doubled))
+    }
+    assert loop_cpu["doubled"] > 1.8 * loop_cpu["own"]
+    assert _p50(doubled) > _p50(own)
+    # A pace that wavers: one 10 ms in five at 4x the others (the same mean work).
+    rough = copy("rough")
+    record = json.loads((rough / "pace.json").read_text())
+    record["samples"] = [
+        [t, 400.0 if i % 5 == 0 else 100.0] for i, (t, _) in enumerate(record["samples"])
+    ]
+    (rough / "pace.json").write_text(json.dumps(record))
+    wavered = sim("wavered", rough)
+    assert wavered["pace"]["p90_factor"] == pytest.approx(400 / 160, abs=0.01)
+    tail = {
+        name: next(r["p99_ms"] for r in s["latency"]
+                   if (r["operation"], r["locality"], r["region"])
+                   == ("session_validation", "same_region", "all"))
+        for name, s in (("own", own), ("wavered", wavered))
+    }  # fmt: skip
+    assert tail["wavered"] > tail["own"]
+    # Clear refusals.
+    bare = copy("bare")
+    (bare / "pace.json").unlink()
+    assert simulate([*flags, "--pace", str(bare)]) == 2
+    assert "recorded no pace" in capsys.readouterr().err
+    assert simulate([*flags[:2], "--qps", "90", *flags[4:], "--pace", str(loop["load"])]) == 2
+    assert "not the 90 QPS modelled" in capsys.readouterr().err
+    seed = ["--profile", "seed", "--pace", str(loop["load"]), "--duration", "1", *SIM]
+    assert simulate(seed) == 2
+    assert "give PROFILE=local" in capsys.readouterr().err
