@@ -36,14 +36,13 @@ from loadgen.servers import (
 )
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
-from scenarios.results import new_run_dir, point_latest, write_json
+from scenarios.results import CLOCK_FILE, PACE_FILE, new_run_dir, point_latest, write_json
 from scenarios.workload import OPERATIONS
 from server.infra import free_port
 from server.stack import Stack
 
 PERCENTILES = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-PACE_FILE = "pace.json"
 IDLE_SAMPLE_S = 3.0
 
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     stack: Stack | None = None
     driver: FaultDriver | None = None
     actions = config.pop("actions", [])
-    config["clock_file"] = str(run_dir / "clock-start")
+    config["clock_file"] = str(run_dir / CLOCK_FILE)
     try:
         if args.host:
             config["urls"] = {config["regions"][0]: args.host.rstrip("/")}
@@ -444,18 +443,10 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         "machine_cores": os.cpu_count(),
         # The cores' own pace over the measured window (loadgen.pace): a fixed piece of
         # Python's CPU time, its spread, and the share of pieces slowed by half or more.
-        "machine_pace": pace_stats(run_dir / PACE_FILE, _clock_start(config), config["duration_s"]),
+        "machine_pace": pace_stats(run_dir, config["duration_s"]),
         "measured_counts": measured,
         "latency": rows,
     }
-
-
-def _clock_start(config: dict[str, Any]) -> float | None:
-    """When the measured window began (the locustfile writes it), or None."""
-    try:
-        return float(Path(config["clock_file"]).read_text())
-    except (KeyError, OSError, ValueError):
-        return None
 
 
 def _write_timeline(path: Path, rec: Recorder) -> None:

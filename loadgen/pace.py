@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.results import pace_record
+
 PERIOD_S = 0.01
 SLOW = 1.5  # a piece over 1.5x the run's median time ran at under two thirds of the pace
 PAYLOAD = {"sub": "0f8fad5b-d9cb-469f-a165-70867728950e", "scope": "openid profile email"}
@@ -61,19 +63,13 @@ def run(out: Path, seconds: float) -> int:
     return len(samples)
 
 
-def pace_stats(path: Path, start: float | None, duration_s: float) -> dict[str, Any] | None:
-    """The probe's pieces within the measured window [start, start + duration_s] (all of
-    them without a start): how many, their median CPU time, the 90th and 99th percentiles
-    as multiples of it, and the share over SLOW times it. None without a usable file."""
+def pace_stats(run_dir: Path, duration_s: float) -> dict[str, Any] | None:
+    """The probe's pieces within a load run's measured window (scenarios.results
+    `pace_record`): how many, their median CPU time, the 90th and 99th percentiles as
+    multiples of it, and the share over SLOW times it. None without a usable record."""
     try:
-        samples = np.array(json.loads(path.read_text())["samples"], dtype=float)
-    except (OSError, ValueError, KeyError):
-        return None
-    if samples.ndim != 2 or len(samples) == 0:
-        return None
-    if start is not None:
-        samples = samples[(samples[:, 0] >= start) & (samples[:, 0] <= start + duration_s)]
-    if len(samples) < 10:
+        _, samples = pace_record(run_dir, duration_s)
+    except (OSError, ValueError):
         return None
     us = samples[:, 1]
     median = float(np.median(us))

@@ -34,7 +34,12 @@ from scipy import optimize, stats
 from scenarios import DATA_DIR, ScenarioError, load_world
 from scenarios.loader import load_model
 from scenarios.profiles import Profile
-from scenarios.results import TRACE_FORMAT, TRACE_FORMATS_READ
+from scenarios.results import (
+    TRACE_FORMAT,
+    TRACE_FORMATS_READ,
+    offered_requests,
+    run_cpu_per_request,
+)
 from scenarios.workload import LOCALITIES, OPERATIONS
 from server.security import HASH_THREADS
 from server.storage import BACKOFF_S, JITTER_S, MAX_ATTEMPTS
@@ -222,25 +227,6 @@ def _step_samples(trace: dict[str, Any]) -> dict[str, tuple[list[float], list[fl
             cpus.append(cpu)
             waits.append(dur - cpu - wan)
     return out
-
-
-def offered_requests(summary: dict[str, Any]) -> int:
-    """Requests a load run offered: answered or failed, over every cell."""
-    return sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
-
-
-def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
-    """CPU per request offered in a load run, from the run's own totals: the servers'
-    event loops (/metrics) and the load generator's process. None where a run lacks it."""
-    offered = offered_requests(summary)
-
-    def per_request(total_s: Any) -> float | None:
-        return round(1000.0 * total_s / offered, 4) if total_s and offered else None
-
-    return {
-        "servers": per_request(summary.get("server_loop_cpu_s")),
-        "load_generator": per_request(summary.get("loadgen_cpu_s")),
-    }
 
 
 def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:

@@ -32,7 +32,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from report.calibrate import RUNQUEUE_WAITS, offered_requests, run_cpu_per_request
+from report.calibrate import RUNQUEUE_WAITS
 from scenarios.profiles import SpeedPoint, expected_cpu_ms
 from scenarios.results import (
     LOG_BIN_LO_MS,
@@ -40,6 +40,8 @@ from scenarios.results import (
     TRACE_FORMATS_READ,
     log_bin_index,
     log_bin_mid_ms,
+    offered_requests,
+    run_cpu_per_request,
 )
 from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, spell_shares
 
@@ -322,8 +324,17 @@ def measured_steps(trace: dict[str, Any] | None) -> dict[tuple[str, str, str], d
 DB_STEP = "crdb."  # the database's steps; a transaction retried runs them again
 
 
-def _share(requests: int, retried: int) -> dict[str, Any]:
-    return {"requests": requests, "retried": retried, "share": round(retried / requests, 4)}
+def _retrying(counts: dict[tuple[str, str], list[int]]) -> dict[str, dict[str, Any]]:
+    """Per operation that retried anywhere, and per locality: requests, retried, share,
+    from [requests, retried] per (operation, locality)."""
+    ops = {op for (op, _), (_, k) in counts.items() if k}
+    out: dict[str, dict[str, Any]] = {}
+    for (op, locality), (n, k) in sorted(counts.items()):
+        if op in ops and n:
+            out.setdefault(op, {})[locality] = {
+                "requests": n, "retried": k, "share": round(k / n, 4),
+            }  # fmt: skip
+    return out
 
 
 def measured_retries(trace: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -333,37 +344,26 @@ def measured_retries(trace: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     Operations that never retried are left out; empty without a trace."""
     if trace is None:
         return {}
-    seen: dict[tuple[str, str], int] = defaultdict(int)
-    retried: dict[tuple[str, str], int] = defaultdict(int)
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for op, locality, *_, steps in trace["requests"]:
-        seen[op, locality] += 1
         names = [name for name, *_ in steps if name.startswith(DB_STEP)]
-        if len(names) != len(set(names)):
-            retried[op, locality] += 1
-    out: dict[str, dict[str, Any]] = {}
-    for op in sorted({op for op, _ in retried}):
-        for (o, locality), n in sorted(seen.items()):
-            if o == op:
-                out.setdefault(op, {})[locality] = _share(n, retried[op, locality])
-    return out
+        row = counts[op, locality]
+        row[0] += 1
+        row[1] += len(names) != len(set(names))
+    return _retrying(counts)
 
 
 def simulated_retries(sim: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The same from a simulation's summary: per operation and locality, the requests
     whose transaction the model retried (a calibrated profile's `retries`); operations it
     never retried are left out."""
-    seen: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for r in sim.get("latency", []):
         if r["architecture"] == "hybrid" and r["region"] != "all":
-            row = seen[r["operation"], r["locality"]]
+            row = counts[r["operation"], r["locality"]]
             row[0] += r["n"]
             row[1] += r.get("retried", 0)
-    retrying = {op for (op, _), (_, k) in seen.items() if k}
-    out: dict[str, dict[str, Any]] = {}
-    for (op, locality), (n, k) in sorted(seen.items()):
-        if op in retrying and n:
-            out.setdefault(op, {})[locality] = _share(n, k)
-    return out
+    return _retrying(counts)
 
 
 def retry_note(result: dict[str, Any]) -> str | None:

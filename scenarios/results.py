@@ -71,3 +71,54 @@ def log_bins(values_ms: Any) -> dict[int, int]:
 def log_bin_mid_ms(index: Any) -> Any:
     """The geometric middle of bin(s) `index`, in ms."""
     return LOG_BIN_LO_MS * LOG_BIN_RATIO ** (index + 0.5)
+
+
+# What a load run's folder holds about its measured window and the machine in it
+# (written by loadgen, read by report and sim.pace).
+CLOCK_FILE = "clock-start"  # when the measured window began, epoch seconds
+PACE_FILE = "pace.json"  # the cores' pace beside the run (loadgen.pace)
+
+
+def offered_requests(summary: dict[str, Any]) -> int:
+    """Requests a load run offered: answered or failed, over every cell."""
+    return sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+
+
+def run_cpu_per_request(summary: dict[str, Any]) -> dict[str, float | None]:
+    """CPU per request offered in a load run, from the run's own totals: the servers'
+    event loops (/metrics) and the load generator's process. None where a run lacks it."""
+    offered = offered_requests(summary)
+
+    def per_request(total_s: Any) -> float | None:
+        return round(1000.0 * total_s / offered, 4) if total_s and offered else None
+
+    return {
+        "servers": per_request(summary.get("server_loop_cpu_s")),
+        "load_generator": per_request(summary.get("loadgen_cpu_s")),
+    }
+
+
+def pace_record(run_dir: Path, duration_s: float) -> tuple[float, Any]:
+    """A load run's pace record: the probe's period (s) and its samples (time, µs) within
+    the measured window [clock-start, clock-start + duration_s] (every sample where the run
+    has no clock-start). OSError without the file; ValueError, naming what is wrong, for a
+    record that cannot be read or has fewer than 10 samples in the window."""
+    import numpy as np
+
+    path = run_dir / PACE_FILE
+    try:
+        data = json.loads(path.read_text())
+        samples = np.array(data["samples"], dtype=float).reshape(-1, 2)
+        period_s = float(data["period_s"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a pace record ({exc})") from exc
+    try:
+        start = float((run_dir / CLOCK_FILE).read_text())
+        samples = samples[(samples[:, 0] >= start) & (samples[:, 0] <= start + duration_s)]
+    except (OSError, ValueError):
+        pass  # no window known: every sample
+    if len(samples) < 10:
+        raise ValueError(f"{path}: fewer than 10 samples in the run's measured window")
+    if period_s <= 0:
+        raise ValueError(f"{path}: period_s must be positive, got {period_s}")
+    return period_s, samples

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from scenarios.profiles import Calibration
+from scenarios.results import PACE_FILE, pace_record, run_cpu_per_request
 from sim.errors import SimulationError
-
-PACE_FILE = "pace.json"
 
 
 class PaceError(SimulationError):
@@ -56,51 +55,36 @@ class Pace:
         }
 
 
-def measured_window(run: Path) -> np.ndarray:
-    """A load run's pace samples (time, µs) within its measured window, or a clear error."""
-    path = run / PACE_FILE
-    if not path.is_file():
+def measured_window(run: Path, summary: dict[str, Any]) -> tuple[float, np.ndarray]:
+    """A load run's pace record within its measured window (period in s, samples of
+    time and µs), or a clear error."""
+    if not (run / PACE_FILE).is_file():
         raise PaceError(
             f"{run} has no {PACE_FILE}: its load run recorded no pace (runs since the probe "
             "was added do; run make loadtest again)"
         )
     try:
-        data = json.loads(path.read_text())
-        samples = np.array(data["samples"], dtype=float).reshape(-1, 2)
-        period_s = float(data["period_s"])
-        duration = float(json.loads((run / "summary.json").read_text())["duration_s"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PaceError(f"{path}: not a pace record ({exc})") from exc
-    try:
-        start = float((run / "clock-start").read_text())
-        samples = samples[(samples[:, 0] >= start) & (samples[:, 0] <= start + duration)]
-    except (OSError, ValueError):
-        pass  # no window known: every sample
-    if len(samples) < 10:
-        raise PaceError(f"{path}: fewer than 10 samples in the run's measured window")
-    if period_s <= 0:
-        raise PaceError(f"{path}: period_s must be positive, got {period_s}")
-    return samples
+        return pace_record(run, float(summary["duration_s"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise PaceError(str(exc)) from exc
 
 
-def measured_speed(run: Path, calibration: Calibration) -> tuple[float, float]:
+def measured_speed(
+    run: Path, summary: dict[str, Any], calibration: Calibration
+) -> tuple[float, float]:
     """A load run's CPU per request offered over what the profile expects at its load:
     (the servers' event loops, the load generator)."""
-    try:
-        summary = json.loads((run / "summary.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise PaceError(f"{run}: no readable summary.json ({exc})") from exc
-    offered = sum(r["n"] + r["errors"] for r in summary.get("latency") or [])
+    cpu = run_cpu_per_request(summary)
     expected = calibration.expected_cpu_ms(float(summary.get("target_qps") or 0.0))
-    loops, client = summary.get("server_loop_cpu_s"), summary.get("loadgen_cpu_s")
-    if not (offered and expected and loops and client):
+    loops, client = cpu["servers"], cpu["load_generator"]
+    if not (expected and loops and client):
         raise PaceError(
             f"{run}: its summary lacks the CPU totals (server_loop_cpu_s, loadgen_cpu_s) or "
             "the profile has no speed points: calibrate again and repeat the run"
         )
     return (
-        round(1000.0 * loops / offered / expected["servers"], 4),
-        round(1000.0 * client / offered / expected["load_generator"], 4),
+        round(loops / expected["servers"], 4),
+        round(client / expected["load_generator"], 4),
     )
 
 
@@ -112,22 +96,20 @@ def paced(calibration: Calibration, qps: float, runs: list[str]) -> Pace:
     for run in folders:
         if not run.is_dir():
             raise PaceError(f"PACE: {run} is not a load run folder")
-        summary = (
-            json.loads((run / "summary.json").read_text())
-            if (run / "summary.json").is_file()
-            else {}
-        )
+        try:
+            summary = json.loads((run / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise PaceError(f"PACE: {run}: no readable summary.json ({exc})") from exc
         if float(summary.get("target_qps") or 0.0) != qps:
             raise PaceError(
                 f"PACE: {run} ran {summary.get('target_qps')} QPS, not the {qps:g} QPS modelled"
             )
-        records.append(measured_window(run))
-        speeds.append(measured_speed(run, calibration))
-    pieces = np.concatenate([r[:, 1] for r in records])
-    period = float(np.median(np.diff(records[0][:, 0]))) * 1000.0
+        records.append(measured_window(run, summary))
+        speeds.append(measured_speed(run, summary, calibration))
+    pieces = np.concatenate([samples[:, 1] for _, samples in records])
     return Pace(
         tuple(np.round(pieces / pieces.mean(), 4).tolist()),
-        round(period, 3),
+        round(1000.0 * records[0][0], 3),
         (
             round(float(np.mean([s[0] for s in speeds])), 4),
             round(float(np.mean([s[1] for s in speeds])), 4),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.pace import PERIOD_S, main, pace_stats
+from scenarios.results import CLOCK_FILE, PACE_FILE
 
 
 def test_the_probe_times_its_piece_every_period(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_the_probe_times_its_piece_every_period(tmp_path: Path) -> None:
     times = [t for t, _ in data["samples"]]
     assert 30 <= len(times) <= 51 and times == sorted(times)
     assert all(us > 0 for _, us in data["samples"])
-    stats = pace_stats(out, None, 0.5)
+    stats = pace_stats(tmp_path, 0.5)  # a folder without clock-start: every sample
     assert stats is not None and stats["pieces"] == len(times)
 
 
@@ -49,9 +50,11 @@ def test_pace_stats_take_the_measured_window(tmp_path: Path) -> None:
     # 50 pieces outside the window.
     inside = [(1000.0 + 0.01 * i, 200.0 if i % 10 == 0 else 100.0) for i in range(100)]
     outside = [(2000.0 + 0.01 * i, 900.0) for i in range(50)]
-    path = tmp_path / "pace.json"
-    path.write_text(json.dumps({"period_s": 0.01, "samples": inside + outside}))
-    stats = pace_stats(path, 1000.0, 1.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / PACE_FILE).write_text(json.dumps({"period_s": 0.01, "samples": inside + outside}))
+    (run / CLOCK_FILE).write_text("1000.0")
+    stats = pace_stats(run, 1.0)
     assert stats == {
         "pieces": 100,
         "median_us": 100.0,
@@ -59,11 +62,15 @@ def test_pace_stats_take_the_measured_window(tmp_path: Path) -> None:
         "p99_over_median": 2.0,
         "slow_share": 0.1,
     }
-    assert pace_stats(path, None, 0)["pieces"] == 150  # type: ignore[index]
-    assert pace_stats(tmp_path / "missing.json", None, 1.0) is None
-    (tmp_path / "bad.json").write_text("{not json")
-    assert pace_stats(tmp_path / "bad.json", None, 1.0) is None
-    assert pace_stats(path, 5000.0, 1.0) is None  # nothing in that window
+    (run / CLOCK_FILE).unlink()  # no window known: every sample
+    assert pace_stats(run, 0)["pieces"] == 150  # type: ignore[index]
+    (run / CLOCK_FILE).write_text("5000.0")
+    assert pace_stats(run, 1.0) is None  # nothing in that window
+    assert pace_stats(tmp_path / "missing", 1.0) is None
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / PACE_FILE).write_text("{not json")
+    assert pace_stats(bad, 1.0) is None
 
 
 def test_the_probe_refuses_a_length_it_cannot_run(capsys: pytest.CaptureFixture[str]) -> None:
