@@ -23,7 +23,7 @@ SIM_ARGS = --region $(REGION) --seed $(SEED) $(if $(MAU),--mau $(MAU)) $(if $(LO
            $(if $(PACE),--pace $(PACE))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen bench-scheduler calibrate compare report cost test lint bench-sim bench-server clean
+.PHONY: help venv simulate scenarios server stack stop loadtest locust bench-loadgen bench-scheduler calibrate twin compare report cost test lint bench-sim bench-server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +86,10 @@ ifneq ($(BUSY),0)
 	  $(PY) -m report.calibrate $$runs || exit 1; \
 	done
 endif
+
+RUNS ?= 3
+twin: $(STAMP) ## after make calibrate, the check at 70 % of capacity: RUNS=3 traced load runs of DURATION=60 s, the model of REPLICATIONS=8 as long, make compare [QPS=]
+	$(PY) -m report.twin --runs $(RUNS) $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
 
 compare: $(STAMP) ## newest PROFILE=local simulation against the load runs of its load since calibrating, pooled: [SIM_RUN=dir] [LOAD_RUN=dir,dir]
 	$(PY) -m report.compare $(if $(SIM_RUN),--sim $(SIM_RUN)) $(if $(LOAD_RUN),--load $(LOAD_RUN))

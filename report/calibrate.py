@@ -44,6 +44,7 @@ from scenarios.workload import LOCALITIES, OPERATIONS
 from server.security import HASH_THREADS
 from server.storage import BACKOFF_S, JITTER_S, MAX_ATTEMPTS
 from sim.cli import main as simulate
+from sim.pace import calibration_record, sidecar_path
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
 MIN_SAMPLES = 1  # a step never performed: the pooled figures of its component stand in
@@ -842,8 +843,29 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         return _render(
             run_id, summary, config, regions, capacity, capacity_source, fits, untraced,
             prepare, client, hit_rates, shares, world, speed, machine, misses, rest_scale,
-            conflicts,
+            conflicts, sidecar_path(out).name if pace else None,
         )  # fmt: skip
+
+    # The cores' pace in each run, beside the profile: the model replays the nearest run's.
+    pace_runs = [(run_id, float(config["qps"]), run, float(config["duration_s"]))]
+    for other in speed_runs:
+        other_summary = json.loads((other / "summary.json").read_text())
+        pace_runs.append(
+            (
+                other_summary["run_id"],
+                float(other_summary["target_qps"]),
+                other,
+                float(other_summary["duration_s"]),
+            )
+        )
+    pace = calibration_record(pace_runs)
+
+    def write_pace(profile: Path) -> None:
+        if pace is not None:
+            path = sidecar_path(profile)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(pace))
+            tmp.replace(path)
 
     # The measured rests hold the fitted run's own waits, which the model adds again:
     # simulate the fitted run's load, take out what it added, and check once more. The
@@ -852,6 +874,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     measured = measured_means(trace)
     with tempfile.TemporaryDirectory(prefix="authscale-profile-") as aside:
         trial = Path(aside) / out.name
+        write_pace(trial)
         trial.write_text(render(None))
         first = own_queueing(trial, config, measured)
         rest_scale = rest_scales(first, rest_means, {}, run_id)
@@ -859,6 +882,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         second = own_queueing(trial, config, measured)
         rest_scale = rest_scales(second, rest_means, rest_scale, run_id)
     out.parent.mkdir(parents=True, exist_ok=True)
+    write_pace(out)
     tmp = out.with_suffix(".toml.tmp")
     tmp.write_text(render(rest_scale))
     tmp.replace(out)
@@ -879,6 +903,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         "own_queueing": {"before": first, "after_one_correction": second},
         "rest_scale": {op: f["value"] for op, f in rest_scale.items()},
         "conflicts": conflicts,
+        "pace": None if pace is None else [(r["run_id"], r["qps"]) for r in pace["runs"]],
     }
 
 
@@ -1001,6 +1026,7 @@ def _render(
     misses: dict[str, dict[str, dict[str, Any]]],
     rest_scale: dict[str, dict[str, Any]] | None = None,
     conflicts: dict[str, dict[str, dict[str, Any]]] | None = None,
+    pace_file: str | None = None,
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -1025,6 +1051,7 @@ def _render(
         *machine,
         f"capacity_qps = {round(capacity, 1)!r}",
         f"capacity_source = {json.dumps(capacity_source)}",
+        *([f"pace_file = {json.dumps(pace_file)}"] if pace_file else []),
         "",
     ]
     cores = summary.get("machine_cores")
@@ -1166,6 +1193,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {op} {locality}: a transaction's attempt conflicts with probability "
                 f"1 - exp(-{fitted['per_qps']:.3g} x QPS) ({fitted['source']})"
             )
+    if found["pace"]:
+        print(
+            f"  the cores' pace recorded in {len(found['pace'])} runs "
+            f"({sidecar_path(out).name}): the model replays the one nearest the load it "
+            "simulates (PACE=none: one steady pace)"
+        )
+    else:
+        print("  a run recorded no pace (loadgen.pace): the model keeps one steady pace")
     print("  " + own_queueing_line(found))
     print(f"  wrote {args.out}; next: make simulate PROFILE=local && make report")
     return 0

@@ -784,12 +784,22 @@ def pace_note(result: dict[str, Any]) -> str | None:
         if cal
         else ""
     )
+    paced = result.get("simulation_pace") or {}
+    suggest = (
+        "; make simulate PACE=<the load runs> replays theirs, to tell the model's error from "
+        "the machine's"
+    )
+    if paced.get("source") == "calibration":
+        model = f"The model's cores replayed calibration run {paced['runs'][0]}'s pace{suggest}"
+    elif paced:
+        model = "The model's cores replayed theirs (PACE=)"
+    else:
+        model = f"The model's cores kept one pace{suggest}"
     return (
         "the machine's cores kept a less steady pace than in the calibration run nearest "
         "this load: a fixed piece of Python timed every 10 ms on its own CPU clock "
         f"(loadgen.pace) took over 1.5x its median time in {said} of the pieces in the load "
-        f"runs pooled{against}. The model's cores keep one pace; make simulate PACE=<the "
-        "load runs> replays theirs, to tell the model's error from the machine's"
+        f"runs pooled{against}. {model}"
     )
 
 
@@ -939,6 +949,18 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _paced_said(paced: dict[str, Any] | None) -> str:
+    """The pace the simulation's cores followed, for compare's first line."""
+    if not paced:
+        return "; its cores kept one steady pace (PACE=none, or a profile without a pace record)"
+    if paced.get("source") == "calibration":
+        return f"; its cores followed the pace calibration run {paced['runs'][0]} recorded"
+    return (
+        f"; its cores followed the pace recorded in {', '.join(paced['runs'])} (PACE=, "
+        "a diagnostic: the model told how steady the machine was)"
+    )
+
+
 def runs_said(result: dict[str, Any]) -> str:
     """`load run X`, or `N load runs pooled (X, Y, ...)`, newest first."""
     runs = result.get("load_runs") or [result["load_run"]]
@@ -973,13 +995,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"authscale compare: simulation {result['simulation']} against "
         f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
-        f"{','.join(result['scenario']['regions'])})"
-        + (
-            f"; its cores followed the pace recorded in {', '.join(paced['runs'])} (PACE=, "
-            "a diagnostic: the model told how steady the machine was)"
-            if paced
-            else ""
-        )
+        f"{','.join(result['scenario']['regions'])})" + _paced_said(paced)
     )
     print(table(result))
     print(

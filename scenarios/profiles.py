@@ -185,6 +185,9 @@ class Calibration(_Frozen):
     capacity_qps: float = Field(gt=0)
     capacity_source: str = Field(min_length=3)
     speed: tuple[SpeedPoint, ...] = ()
+    # Beside the profile: its runs' records of the cores' pace (sim.pace), which the model
+    # replays from the run nearest the load it simulates.
+    pace_file: str | None = Field(default=None, min_length=1)
     # The machine's cores during the run. With them the model runs every thread on those
     # cores, shared (sim.cores): the loops, the load generator, the `threaded_steps`, and
     # the rest of the machine's CPU (speed points' machine CPU less all of those).

@@ -122,3 +122,12 @@ def pace_record(run_dir: Path, duration_s: float) -> tuple[float, Any]:
     if period_s <= 0:
         raise ValueError(f"{path}: period_s must be positive, got {period_s}")
     return period_s, samples
+
+
+def pace_factors(pieces: Any) -> list[float]:
+    """The probe's piece times as factors on CPU work, mean 1 (what the model's cores
+    replay: sim.pace), rounded to 0.1 %."""
+    import numpy as np
+
+    x = np.asarray(pieces, dtype=float)
+    return [round(float(v), 3) for v in x / x.mean()]

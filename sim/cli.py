@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from scenarios import ScenarioError, load_seed_targets, load_world
+from scenarios import DATA_DIR, ScenarioError, load_seed_targets, load_world
 from scenarios.loader import available_profiles, calibrated_world
 from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bins
 from sim.errors import SimulationError
 from sim.legacy_limits import legacy_limits
 from sim.legacy_limits import render as render_limits
 from sim.model import max_reduction, node_counts
-from sim.pace import paced
+from sim.pace import calibration_pace, paced
 from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
 from sim.runner import SimulationPlan, run_plan
 from sim.stats import spell_shares
@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pace",
         default=None,
         help="PROFILE=local only: load run folders (comma-separated) whose recorded pace of "
-        "the machine's cores the model's cores follow",
+        "the machine's cores (and CPU per request) the model follows, a diagnostic; none: one "
+        "steady pace (default: the pace the calibration recorded nearest the load)",
     )
     return p.parse_args(argv)
 
@@ -157,7 +158,13 @@ def _calibrated_plan(
             f"{', '.join(regions)}"
         )
     args.mau, args.load, args.arch = "local", "calibrated", "hybrid"
-    pace = paced(cal, qps, args.pace.split(",")) if args.pace else None
+    if args.pace == "none":
+        pace = None
+    elif args.pace:
+        pace = paced(cal, qps, args.pace.split(","))
+    else:
+        profile = Path(args.profile) if args.profile.endswith(".toml") else None
+        pace = calibration_pace(cal, profile or DATA_DIR / "profiles" / f"{args.profile}.toml", qps)
     plan = SimulationPlan(
         args.profile,
         (("hybrid", qps, 1),),
@@ -385,7 +392,7 @@ def _summary(
             legacy_limits(ctx["world"], ctx["legacy_qps"]) if "legacy" in results else None
         ),
         "regions": list(ctx["world"].topology.regions),
-        # The machine's pace replayed on the local stack's cores (PACE=), or None.
+        # The machine's pace replayed on the local stack's cores (sim.pace), or None.
         "pace": ctx.get("pace"),
         # A calibrated profile's load run: what `make compare` matches measurements to.
         "calibration": (
@@ -457,9 +464,15 @@ def _scale_line(cal: dict[str, Any]) -> str:
 
 
 def _pace_line(pace: dict[str, Any] | None) -> str:
-    """What PACE= gave the model, in words; empty without it."""
+    """The machine's pace the model replayed, in words; empty without one."""
     if not pace:
         return ""
+    if pace.get("source") == "calibration":
+        return (
+            f"The cores' pace from one 10 ms to the next as calibration run {pace['runs'][0]} "
+            f"recorded it (p90 x{pace['p90_factor']:.2f}, p99 x{pace['p99_factor']:.2f} of its "
+            "mean; PACE=none for one steady pace).\n"
+        )
     return (
         f"The machine as {', '.join(pace['runs'])} measured it: CPU per request "
         f"x{pace['servers_speed']:.3f} (servers) and x{pace['load_generator_speed']:.3f} (load "

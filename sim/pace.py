@@ -1,5 +1,13 @@
-"""The machine as it ran in given load runs, on the model's cores: `make simulate
-PROFILE=local PACE=<load run>[,<load run>…]`.
+"""The machine's pace on the model's cores: as the calibration recorded it (the default
+with a calibrated profile), or as given load runs measured it (`make simulate
+PROFILE=local PACE=<load run>[,<load run>…]`, a diagnostic).
+
+The calibration's pace: `make calibrate` keeps each of its runs' pace records, as factors
+of mean 1, beside the profile (`local.pace.json`, named by the profile's `pace_file`), and
+the model of a load replays the record of the calibration run nearest that load, with the
+profile's CPU. The cores of this kind of machine slow down and speed up together from one
+10 ms to the next; work that meets a slow spell queues behind it, which the fitted step
+times, drawn one by one, do not carry. `PACE=none` keeps one steady pace.
 
 Two things a load run measures that the model cannot know beforehand: how fast the
 machine ran its code in it (CPU per request, against what the profile's speed points
@@ -11,8 +19,8 @@ pace relative to the runs' mean (the record's factors average 1). A replication 
 the record where the one before it stopped (cyclically), so that the replications
 together follow the runs as they were.
 
-This is a diagnostic, not a prediction: it tells the model's own error from the
-machine's.
+Given load runs, the model is a diagnostic, not a prediction: it tells the model's own
+error from the machine's.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.profiles import Calibration
-from scenarios.results import PACE_FILE, pace_record, run_cpu_per_request
+from scenarios.results import PACE_FILE, pace_factors, pace_record, run_cpu_per_request
 from sim.errors import SimulationError
 
 
@@ -42,10 +50,14 @@ class Pace:
     period_ms: float
     speed: tuple[float, float]
     runs: tuple[str, ...]
+    # "calibration": recorded by the profile's calibration run nearest the load (a
+    # prediction's input); "load runs": PACE=, the runs compared against (a diagnostic).
+    source: str = "load runs"
 
     def said(self) -> dict[str, Any]:
         f = np.array(self.factors)
         return {
+            "source": self.source,
             "runs": list(self.runs),
             "servers_speed": self.speed[0],
             "load_generator_speed": self.speed[1],
@@ -108,7 +120,7 @@ def paced(calibration: Calibration, qps: float, runs: list[str]) -> Pace:
         speeds.append(measured_speed(run, summary, calibration))
     pieces = np.concatenate([samples[:, 1] for _, samples in records])
     return Pace(
-        tuple(np.round(pieces / pieces.mean(), 4).tolist()),
+        tuple(pace_factors(pieces)),
         round(1000.0 * records[0][0], 3),
         (
             round(float(np.mean([s[0] for s in speeds])), 4),
@@ -116,3 +128,51 @@ def paced(calibration: Calibration, qps: float, runs: list[str]) -> Pace:
         ),
         tuple(run.name for run in folders),
     )
+
+
+# Beside a calibrated profile `x.toml`: `x.pace.json`, the pace records of its runs.
+SIDECAR_FORMAT = 1
+
+
+def sidecar_path(profile: Path) -> Path:
+    return profile.with_name(profile.stem + ".pace.json")
+
+
+def calibration_record(runs: list[tuple[str, float, Path, float]]) -> dict[str, Any] | None:
+    """The pace records of the calibration's runs, (run id, QPS, folder, measured s) each,
+    for the sidecar; None when a run recorded none (runs from before the probe)."""
+    out, period = [], None
+    for run_id, qps, folder, duration_s in runs:
+        try:
+            period_s, samples = pace_record(folder, duration_s)
+        except (OSError, ValueError):
+            return None
+        period = period if period is not None else period_s
+        out.append({"run_id": run_id, "qps": qps, "factors": pace_factors(samples[:, 1])})
+    if period is None:
+        return None
+    return {"format": SIDECAR_FORMAT, "period_ms": round(1000.0 * period, 3), "runs": out}
+
+
+def calibration_pace(calibration: Calibration, profile: Path, qps: float) -> Pace | None:
+    """The pace the calibration recorded in its run nearest `qps`, with the profile's CPU
+    (speed 1); None for a profile that names no pace record."""
+    if not calibration.pace_file:
+        return None
+    path = profile.parent / calibration.pace_file
+    hint = "run make calibrate again, or give PACE=none for one steady pace"
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != SIDECAR_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, not {SIDECAR_FORMAT}")
+        runs = [(str(r["run_id"]), float(r["qps"]), r["factors"]) for r in data["runs"]]
+        period_ms = float(data["period_ms"])
+    except OSError:
+        missing = f"{profile} names its pace record {path}, which is missing"
+        raise PaceError(f"{missing}: {hint}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PaceError(f"{path} is not a calibration's pace record ({exc}): {hint}") from None
+    if not runs or period_ms <= 0 or any(len(f) < 10 for _, _, f in runs):
+        raise PaceError(f"{path} holds no usable pace record: {hint}")
+    run_id, _, factors = min(runs, key=lambda r: (abs(r[1] - qps), -r[1]))
+    return Pace(tuple(float(f) for f in factors), period_ms, (1.0, 1.0), (run_id,), "calibration")

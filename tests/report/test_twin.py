@@ -58,7 +58,10 @@ from report.compare import (
 )
 from report.compare import compare as compare_pair
 from report.compare import main as compare
-from scenarios import load_world
+from report.twin import main as twin
+from report.twin import parse as twin_args
+from report.twin import plan as twin_plan
+from scenarios import DATA_DIR, load_world
 from scenarios.loader import calibrated_world
 from scenarios.results import TRACE_FORMAT, log_bins
 from server.security import HASH_THREADS
@@ -215,6 +218,7 @@ def test_calibration_takes_the_models_own_waits_out_of_the_rests(
     text = loop["profile"].read_text()
     start = text.index("[calibration.rest_scale]")
     plain.write_text(text[:start] + text[text.index("\n\n", start) + 2 :])
+    _beside(loop["profile"], plain)
     before = own_queueing(plain, config, measured)
     for op in judged:
         gap = abs(final[op]["simulated_mean_ms"] - final[op]["measured_mean_ms"])
@@ -411,6 +415,13 @@ def test_the_calibrated_world_is_the_load_runs(loop: dict[str, Path]) -> None:
     assert all(isinstance(w["migrations"], int) for w in waits.values())
 
 
+def _beside(profile: Path, out: Path) -> None:
+    """Copy the profile's pace record next to `out`: a variant of the profile names it."""
+    src, dst = profile.with_name("local.pace.json"), out.with_name("local.pace.json")
+    if src.is_file() and src != dst:
+        shutil.copy(src, dst)
+
+
 def _variant(profile: Path, out: Path, **lines: str) -> Path:
     """The fixture's profile with some `[calibration]` lines replaced (key = "value")."""
     text = profile.read_text()
@@ -419,6 +430,7 @@ def _variant(profile: Path, out: Path, **lines: str) -> Path:
         assert sep, key
         text = head + sep + value + "\n" + tail.split("\n", 1)[1]
     out.write_text(text)
+    _beside(profile, out)
     return out
 
 
@@ -444,6 +456,7 @@ def test_the_threads_share_the_machines_cores(
         'wait = { dist = "constant", value_ms = 40.0, source = "this test" }\n'
         + tail.split("\n", 2)[2]
     )
+    _beside(loop["profile"], hashed)
     # A run queue per core (the default), whose moves between queues the simulation counts.
     assert 'queues = "per_core"' in text
 
@@ -498,6 +511,7 @@ def test_the_hand_offs_carry_the_rest_of_the_machines_cpu(
         )
     profile = tmp_path / "rest3.toml"
     profile.write_text(text)
+    _beside(loop["profile"], profile)
     rest = load_world(str(profile)).profile.calibration
     assert rest is not None and rest.rest_cpu_ms(60) == pytest.approx(3.0)
     out = tmp_path / "sim"
@@ -526,6 +540,7 @@ def test_the_load_generators_thread_queues_in_the_model(
             'receive = { dist = "constant", value_ms = 0.01, source = "this test" }\n'
             f'after = {{ dist = "constant", value_ms = {after_ms}, source = "this test" }}\n'
         )
+        _beside(loop["profile"], profile)
         out = tmp_path / f"sim{after_ms:g}"
         flags = ["--profile", str(profile), "--duration", "20", *SIM, "--results-dir", str(out)]
         assert simulate(flags) == 0
@@ -621,6 +636,13 @@ def test_compare_says_when_the_machines_pace_wavered() -> None:
     result["machine_pace"]["runs"] = [{"load_run": "b", **rough}]
     assert pace_note(result) is not None
     assert pace_note({"machine_pace": {"runs": []}}) is None
+    # What the model's cores did, and what to try next, by where its pace came from.
+    assert "The model's cores kept one pace; make simulate PACE=" in str(pace_note(result))
+    result["simulation_pace"] = {"source": "calibration", "runs": ["busy"]}
+    said = str(pace_note(result))
+    assert "replayed calibration run busy's pace; make simulate PACE=<the load runs>" in said
+    result["simulation_pace"] = {"source": "load runs", "runs": ["a", "b"]}
+    assert str(pace_note(result)).endswith("The model's cores replayed theirs (PACE=)")
 
 
 @pytest.fixture(scope="module")
@@ -994,6 +1016,7 @@ def _with_conflicts(profile: Path, out: Path, **per_qps: float) -> Path:
     # Tables after the last one of [calibration]'s: before [steps...].
     head, sep, tail = text.partition('[steps."')
     out.write_text(head + "\n".join(extra) + "\n" + sep + tail)
+    _beside(profile, out)
     return out
 
 
@@ -1053,8 +1076,8 @@ def test_the_model_replays_the_machine_as_a_load_run_measured_it(
 
     def sim(name: str, *runs: Path) -> dict[str, Any]:
         out = tmp_path / name
-        pace = ["--pace", ",".join(str(r) for r in runs)] if runs else []
-        assert simulate([*flags, *pace, "--results-dir", str(out)]) == 0
+        pace = ",".join(str(r) for r in runs) if runs else "none"
+        assert simulate([*flags, "--pace", pace, "--results-dir", str(out)]) == 0
         return json.loads((out / "sim" / "latest" / "summary.json").read_text())
 
     def copy(name: str) -> Path:
@@ -1111,3 +1134,119 @@ def test_the_model_replays_the_machine_as_a_load_run_measured_it(
     seed = ["--profile", "seed", "--pace", str(loop["load"]), "--duration", "1", *SIM]
     assert simulate(seed) == 2
     assert "give PROFILE=local" in capsys.readouterr().err
+
+
+def test_make_twin_runs_the_busy_check_in_one_command(
+    loop: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHSCALE_RUN_DIR", str(tmp_path / "run"))
+    flags = ["--profile", str(loop["profile"]), "--qps", "60", "--runs", "2"]
+    flags += ["--duration", "4", "--replications", "3", "--results-dir", str(tmp_path)]
+    assert twin(flags) == 0
+    runs = sorted(p.name for p in (tmp_path / "load").iterdir() if p.name != "latest")
+    assert len(runs) == 2 and all("q60-ap-ne-us-west" in r for r in runs)
+    for run in runs:  # traced, as the calibration's runs are
+        assert (tmp_path / "load" / run / "trace.json").is_file()
+    sims = [p for p in (tmp_path / "sim").iterdir() if p.name != "latest"]
+    assert len(sims) == 1
+    plan = json.loads((sims[0] / "scenario.json").read_text())["plan"]
+    assert plan["replications"] == 3 and plan["duration_s"] == 12
+    [folder] = [p for p in (tmp_path / "compare").iterdir() if p.name != "latest"]
+    result = json.loads((folder / "compare.json").read_text())
+    assert result["simulation"] == sims[0].name
+    assert sorted(result["load_runs"]) == runs  # exactly the runs it made, pooled
+    assert result["scenario"]["qps"] == 60
+
+
+def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
+    loop: dict[str, Path],
+) -> None:
+    cal = load_world(str(loop["profile"])).profile.calibration
+    check = twin_plan(twin_args(["--profile", str(loop["profile"])]))
+    assert check.qps == round(0.7 * cal.capacity_qps)
+    assert check.regions == tuple(cal.regions) == ("ap-ne", "us-west")
+    assert (check.runs, check.duration_s, check.replications) == (3, 60, 8)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--profile", "/nonexistent/local.toml"], "does not exist: run make calibrate"),
+        (["--profile", str(DATA_DIR / "profiles" / "seed.toml")], "not a calibrated profile"),
+        (["--runs", "0"], "RUNS='0': give a number above 0"),
+        (["--qps", "lots"], "QPS='lots' is not a number"),
+    ],
+)
+def test_make_twin_refuses_what_it_cannot_run(
+    loop: dict[str, Path],
+    flags: list[str],
+    said: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if flags[0] != "--profile":
+        flags = ["--profile", str(loop["profile"]), *flags]
+    assert twin([*flags, "--results-dir", str(tmp_path)]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "load").exists()  # nothing ran
+
+
+def test_the_model_replays_the_pace_the_calibration_recorded(
+    loop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """make calibrate keeps its runs' pace records beside the profile (factors of mean 1);
+    the model replays the one of the run nearest the load it simulates, with the profile's
+    CPU; PACE=none keeps one steady pace; a missing or garbled record is a clear error."""
+    profile = loop["profile"]
+    cal = load_world(str(profile)).profile.calibration
+    sidecar = profile.with_name("local.pace.json")
+    assert cal.pace_file == sidecar.name and sidecar.is_file()
+    record = json.loads(sidecar.read_text())
+    assert record["period_ms"] == pytest.approx(10.0, rel=0.05)
+    runs = {r["run_id"]: r for r in record["runs"]}
+    assert set(runs) == {loop["load"].name, loop["busy"].name}
+    for run in runs.values():
+        assert len(run["factors"]) > 300  # a sample per 10 ms of the measured window
+        assert np.mean(run["factors"]) == pytest.approx(1.0, abs=0.002)
+    assert runs[loop["busy"].name]["qps"] == 150
+    # The fixture's simulation, at the light run's load, replayed the light run's pace.
+    light = json.loads((loop["sim"] / "summary.json").read_text())["pace"]
+    assert light["source"] == "calibration" and light["runs"] == [loop["load"].name]
+    assert (light["servers_speed"], light["load_generator_speed"]) == (1.0, 1.0)
+    flags = ["--profile", str(profile), "--duration", "10", *SIM]
+
+    def sim(*more: str) -> dict[str, Any]:
+        out = tmp_path / f"s{len(list(tmp_path.iterdir()))}"
+        assert simulate([*flags, *more, "--results-dir", str(out)]) == 0
+        return json.loads((out / "sim" / "latest" / "summary.json").read_text())
+
+    assert sim("--qps", "140")["pace"]["runs"] == [loop["busy"].name]
+    assert "as calibration run " + loop["busy"].name + " recorded it" in capsys.readouterr().out
+    assert sim("--qps", "60", "--pace", "none")["pace"] is None
+    # A record whose every fifth 10 ms runs 4x the others makes the tail longer.
+    rough = tmp_path / "rough" / "local.toml"
+    rough.parent.mkdir()
+    shutil.copy(profile, rough)
+    wavering = [4 / 1.6 if i % 5 == 0 else 1 / 1.6 for i in range(1000)]
+    runs_now = [{**r, "factors": wavering} for r in record["runs"]]
+    rough.with_name("local.pace.json").write_text(json.dumps({**record, "runs": runs_now}))
+    at = ["--qps", "60", "--results-dir"]
+    steady = ["--profile", str(rough), "--duration", "20", *SIM, "--pace", "none"]
+    assert simulate([*steady, *at, str(tmp_path / "steady")]) == 0
+    assert simulate([*steady[:-2], *at, str(tmp_path / "wavering")]) == 0
+    tail = {
+        name: next(r["p99_ms"] for r in json.loads(
+            (tmp_path / name / "sim" / "latest" / "summary.json").read_text())["latency"]
+                   if (r["operation"], r["locality"], r["region"])
+                   == ("session_validation", "same_region", "all"))
+        for name in ("steady", "wavering")
+    }  # fmt: skip
+    assert tail["wavering"] > 1.2 * tail["steady"]
+    # Clear errors, each naming the file and the way out.
+    rough.with_name("local.pace.json").write_text("{not json")
+    assert simulate([*steady[:-2], *at, str(tmp_path / "garbled")]) == 2
+    err = capsys.readouterr().err
+    assert "local.pace.json is not a calibration's pace record" in err and "PACE=none" in err
+    rough.with_name("local.pace.json").unlink()
+    assert simulate([*steady[:-2], *at, str(tmp_path / "missing")]) == 2
+    assert "which is missing: run make calibrate again" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""`make twin`: the twin's check at about 70 % of this machine's capacity, in one command.
+
+After `make calibrate`, this runs `RUNS` traced load runs (3 by default, `DURATION` s
+each) at the load the profile names as 70 % of the machine's capacity (or `QPS=`), on the
+profile's regions; then the model of that load on the profile, `REPLICATIONS` (8) runs of
+the same length, each cold at its start like a load run; then `make compare` of the two,
+the runs pooled. Each step is the project's own command (loadgen, sim, report.compare)
+with its own output; a step that fails stops the check and says which.
+
+The runs follow the calibration within minutes on purpose: this machine's speed drifts,
+and at 70 % of capacity a few per cent of CPU per request moves latency several times as
+much (README, "The machine as a run measured it").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadgen.cli import main as loadtest
+from report.calibrate import busy_load_to_measure
+from report.compare import main as compare
+from scenarios import DATA_DIR, ScenarioError
+from scenarios.loader import load_model
+from scenarios.profiles import Profile
+from sim.cli import main as simulate
+
+
+class TwinError(Exception):
+    """The check cannot start (no calibrated profile, a bad number) or a step failed."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """What one `make twin` runs: the load, where, how many runs of how long, and the
+    model's replications."""
+
+    profile: Path
+    qps: float
+    regions: tuple[str, ...]
+    runs: int
+    duration_s: float
+    replications: int
+
+    def said(self) -> str:
+        return (
+            f"{self.runs} load run(s) of {self.duration_s:g} s at {self.qps:g} QPS on "
+            f"{','.join(self.regions)}, then the model of {self.replications} x "
+            f"{self.duration_s:g} s on {self.profile}, then the comparison"
+        )
+
+
+def _count(name: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise TwinError(f"{name}={text!r} is not a number") from None
+    if not value > 0:
+        raise TwinError(f"{name}={text!r}: give a number above 0")
+    return value
+
+
+def plan(args: argparse.Namespace) -> Check:
+    """The check `args` ask for, from the calibrated profile, or a clear error."""
+    profile = Path(args.profile)
+    if not profile.is_file():
+        raise TwinError(f"{profile} does not exist: run make calibrate first")
+    try:
+        cal = load_model(Profile, profile).calibration
+    except (ScenarioError, OSError) as exc:
+        raise TwinError(f"{profile} cannot be read: {exc}") from None
+    if cal is None:
+        raise TwinError(f"{profile} is not a calibrated profile: run make calibrate first")
+    if args.qps:
+        qps = float(_count("QPS", args.qps, float))
+    else:
+        busy = busy_load_to_measure(cal.capacity_qps, [])
+        assert busy is not None  # nothing measured: always a load
+        qps = float(busy)
+    return Check(
+        profile,
+        qps,
+        tuple(cal.regions),
+        int(_count("RUNS", args.runs, int)),
+        float(_count("DURATION", args.duration, float)),
+        int(_count("REPLICATIONS", args.replications, int)),
+    )
+
+
+def run(check: Check, results: Path) -> int:
+    """Run `check`, writing under `results`; compare's exit code, or 1 after a failed step."""
+    print(f"authscale twin: {check.said()}", flush=True)
+    runs = []
+    for i in range(1, check.runs + 1):
+        print(f"authscale twin: load run {i} of {check.runs}", flush=True)
+        flags = [
+            *("--qps", f"{check.qps:g}", "--duration", f"{check.duration_s:g}"),
+            *("--regions", ",".join(check.regions), "--trace", "--results-dir", str(results)),
+        ]
+        if loadtest(flags) != 0:
+            print(f"authscale twin: error: load run {i} failed (above); stopped", file=sys.stderr)
+            return 1
+        runs.append((results / "load" / "latest").resolve())
+    print("authscale twin: the model of the same load", flush=True)
+    sim_flags = [
+        *("--profile", str(check.profile), "--qps", f"{check.qps:g}"),
+        *("--duration", f"{check.replications * check.duration_s:g}"),
+        *("--replications", str(check.replications), "--results-dir", str(results)),
+    ]
+    if simulate(sim_flags) != 0:
+        print("authscale twin: error: the simulation failed (above); stopped", file=sys.stderr)
+        return 1
+    sim_run = (results / "sim" / "latest").resolve()
+    return compare(
+        [
+            *("--sim", str(sim_run), "--load", ",".join(str(r) for r in runs)),
+            *("--results-dir", str(results)),
+        ]
+    )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="make twin", description=__doc__)
+    p.add_argument("--profile", default=str(DATA_DIR / "profiles" / "local.toml"))
+    p.add_argument("--qps", default="", help="the load (default: 70 %% of the profile's capacity)")
+    p.add_argument("--runs", default="3", help="load runs, pooled in the comparison")
+    p.add_argument("--duration", default="60", help="seconds per load run (and per replication)")
+    p.add_argument("--replications", default="8", help="the model's runs of the same length")
+    p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        check = plan(args)
+    except TwinError as exc:
+        print(f"authscale twin: error: {exc}", file=sys.stderr)
+        return 2
+    return run(check, Path(args.results_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
