@@ -24,6 +24,7 @@ from loadgen.pace import pace_stats
 from loadgen.recorder import Recorder, new_histogram
 from loadgen.servers import (
     HASH_CPU,
+    HASH_WAIT,
     HASHES,
     LOOP_CPU,
     LOOP_MOVES,
@@ -431,6 +432,8 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         # The password hashes the servers' worker threads ran in the run, and their CPU.
         "server_hashes": int(rec.server_counts.get(HASHES, 0)),
         "server_hash_cpu_s": round(rec.server_counts.get(HASH_CPU, 0.0), 4),
+        # ... and the hash worker threads' time runnable but waiting for a core.
+        "server_hash_runqueue_wait_s": round(rec.server_counts.get(HASH_WAIT, 0.0), 4),
         # The machine's busy CPU seconds over the run, what it was busy with before any
         # load (cores' worth), and its cores: calibration's machine-wide capacity.
         "machine_busy_s": round(rec.server_counts.get(MACHINE_BUSY, 0.0), 3),

@@ -14,6 +14,7 @@ LOOP_WAIT = "(event loop wait_s)"  # their loops' time runnable but waiting for 
 LOOP_MOVES = "(event loop migrations)"  # and how often one was moved to another core
 HASH_CPU = "(password hash cpu_s)"  # the password hashes' CPU on the worker threads
 HASHES = "(password hashes)"  # and how many ran
+HASH_WAIT = "(password hash wait_s)"  # and the hash threads' time waiting for a core
 # The servers' unlabelled counters summed over the regions, by the key they take.
 SUMMED = {
     "authscale_event_loop_cpu_seconds_total": LOOP_CPU,
@@ -21,6 +22,7 @@ SUMMED = {
     "authscale_event_loop_migrations_total": LOOP_MOVES,
     "authscale_password_hash_cpu_seconds_total": HASH_CPU,
     "authscale_password_hashes_total": HASHES,
+    "authscale_password_hash_runqueue_wait_seconds_total": HASH_WAIT,
 }
 MACHINE_BUSY = "(machine busy_s)"  # and the whole machine's busy CPU seconds (Linux)
 WALL = "(wall_s)"  # and the clock, so that a difference of two readings has its window

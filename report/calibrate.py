@@ -245,6 +245,7 @@ def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:
 RUNQUEUE_WAITS = (
     ("servers", "server_loop_runqueue_wait_s", "server_loop_cpu_s"),
     ("load_generator", "loadgen_runqueue_wait_s", "loadgen_cpu_s"),
+    ("hashes", "server_hash_runqueue_wait_s", "server_hash_cpu_s"),
 )
 
 

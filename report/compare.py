@@ -561,13 +561,18 @@ def run_spread(pooled: dict[int, int], runs: list[dict[int, int]]) -> dict[str, 
 
 # The simulator's thread groups (sim.cores) that the measured waits belong to, and the
 # load run's count of their moves to another core's run queue.
-CORE_GROUP_OF = {"servers": "app/*/loop", "load_generator": "client/loop"}
+CORE_GROUP_OF = {
+    "servers": "app/*/loop",
+    "load_generator": "client/loop",
+    "hashes": "app/*/edge.verify_password",
+}
 MIGRATIONS_OF = {"servers": "server_loop_migrations", "load_generator": "loadgen_migrations"}
 
 
 def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[str, Any]:
     """How long the run's threads were runnable but waiting for a core (Linux's schedstat):
-    the servers' event loops and the load generator's sending thread, per request offered
+    the servers' event loops, the load generator's sending thread and the password hash's
+    worker threads, per request offered
     and per ms of the CPU they used; beside it, per ms of CPU, the same in the calibration
     run the fitted times come from (that wait is inside them), and what the simulation's
     shared cores added. None where the run did not record it."""
@@ -582,7 +587,7 @@ def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[
     for part, wait_key, cpu_key in RUNQUEUE_WAITS:
         wait, cpu = load.get(wait_key), load.get(cpu_key)
         group = modelled.get(CORE_GROUP_OF[part]) or {}
-        moved = load.get(MIGRATIONS_OF[part])
+        moved = load.get(MIGRATIONS_OF.get(part, ""))
         out[part] = (
             {
                 "ms_per_request": round(1000.0 * wait / offered, 4),
@@ -625,10 +630,12 @@ def core_wait_note(result: dict[str, Any]) -> str | None:
                 text += f", the model {w['simulated_migrations_per_cpu_s']:.0f}"
         return text + ")"
 
-    client = waits.get("load_generator")
+    client, hashes = waits.get("load_generator"), waits.get("hashes")
     parts = [said("the servers' event loops", servers)]
     if client:
         parts.append(said("the load generator's thread", client))
+    if hashes:
+        parts.append(said("the password hash's worker threads", hashes))
     return "waiting for a core: " + ", ".join(parts) + ". " + _wait_verdict(servers)
 
 

@@ -78,6 +78,7 @@ class SpeedPoint(_Frozen):
     # Time runnable but waiting for a core (schedstat) per ms of the CPU used.
     servers_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
     load_generator_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
+    hashes_runqueue_wait_per_cpu_ms: float | None = Field(default=None, ge=0)
     # The password hash's CPU per verification (the worker threads' own clocks).
     hash_cpu_ms: float | None = Field(default=None, gt=0)
 

@@ -5,33 +5,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from server.sched import migrations, runqueue_wait_s
 from server.security import HASHES
 
 # Seconds; fine at the bottom, where loopback latencies live.
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-def runqueue_wait_s(path: str = "/proc/thread-self/schedstat") -> float | None:
-    """Seconds the calling thread has spent runnable but waiting for a core (Linux's
-    schedstat, second field), or None where the kernel does not say."""
-    try:
-        with open(path) as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def migrations(path: str = "/proc/thread-self/sched") -> int | None:
-    """How many times the kernel has moved the calling thread from one core's run queue
-    to another's (`se.nr_migrations`), or None where the kernel does not say."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("se.nr_migrations"):
-                    return int(line.split(":")[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return None
 
 
 class Metrics:
@@ -101,6 +79,12 @@ class Metrics:
         )
         out += _counter(
             "authscale_password_hashes_total", "Password verifications run.", str(HASHES.count)
+        )
+        # ... and the worker threads' time runnable but waiting for a core.
+        out += _counter(
+            "authscale_password_hash_runqueue_wait_seconds_total",
+            "Time the password hash worker threads were runnable but waiting for a core.",
+            f"{HASHES.wait_s:.6f}",
         )
         return "\n".join(out) + "\n"
 

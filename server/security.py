@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from server.sched import runqueue_wait_s
+
 # OWASP's argon2id minimum: m = 19 MiB, t = 2, p = 1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 HASH_THREADS = 4  # worker threads per server process that run the password hash
@@ -38,17 +40,29 @@ _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 
 class HashCounter:
     """The verifications the worker threads ran and the CPU they took (each thread's own
-    clock), for /metrics: the hash's cost can change with the machine's load."""
+    clock), for /metrics: the hash's cost can change with the machine's load. Beside them,
+    the threads' time runnable but waiting for a core (Linux's schedstat, each thread's
+    total as of its latest verification: a woken thread's wait for a core before the hash
+    starts counts too)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
         self.cpu_s = 0.0
+        self._waits: dict[int, float] = {}
 
     def add(self, cpu_s: float) -> None:
+        waited = runqueue_wait_s()
         with self._lock:
             self.count += 1
             self.cpu_s += cpu_s
+            if waited is not None:
+                self._waits[threading.get_ident()] = waited
+
+    @property
+    def wait_s(self) -> float:
+        with self._lock:
+            return sum(self._waits.values())
 
 
 HASHES = HashCounter()

@@ -133,6 +133,9 @@ def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) 
     # Time waiting for a core, the servers' loops' and the senders' thread's: measured.
     assert summary["server_loop_runqueue_wait_s"] > 0
     assert summary["loadgen_runqueue_wait_s"] > 0
+    # ... and the password hash's worker threads' (a woken thread waits for a core a few
+    # microseconds at least).
+    assert summary["server_hash_runqueue_wait_s"] > 0
     # ... and how often the kernel moved those threads to another core: on two cores
     # shared by the stack, the loops and the senders' thread move many times a second.
     assert summary["server_loop_migrations"] > 0 and summary["loadgen_migrations"] > 0
@@ -290,6 +293,9 @@ def test_calibration_measures_cpu_per_request_at_two_loads(
             1000 * summary["server_hash_cpu_s"] / summary["server_hashes"], abs=1e-3
         )
         assert point.hash_cpu_ms is not None and 2 < point.hash_cpu_ms < 200
+        assert point.hashes_runqueue_wait_per_cpu_ms == pytest.approx(
+            summary["server_hash_runqueue_wait_s"] / summary["server_hash_cpu_s"], abs=1e-4
+        )
     # The fitted run's CPU times stand at its own load; elsewhere they follow the points,
     # linearly in QPS between them and held beyond them.
     ratio = busy.servers_cpu_ms_per_request / light.servers_cpu_ms_per_request
@@ -798,6 +804,13 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     modelled_moves = loop_waits["migrations_per_cpu_s"]
     assert waits["servers"]["simulated_migrations_per_cpu_s"] == modelled_moves
     assert f"moved to another core {moved:.0f} times per s of CPU, the model " in text[0]
+    # The password hash's worker threads: measured, and what the model's cores gave them.
+    hashed = sim["core_waits"]["hybrid"]["app/*/edge.verify_password"]["wait_per_cpu_ms"]
+    assert waits["hashes"]["simulated_per_cpu_ms"] == hashed
+    assert waits["hashes"]["per_cpu_ms"] == pytest.approx(
+        load["server_hash_runqueue_wait_s"] / load["server_hash_cpu_s"], abs=0.001
+    )
+    assert f"the password hash's worker threads {waits['hashes']['per_cpu_ms']:.2f}" in text[0]
     # One run queue for all the cores moves nothing: no model figure.
     shared = {"hybrid": {"app/*/loop": {**loop_waits, "migrations_per_cpu_s": None}}}
     waits = core_waits(congested, {**sim, "core_waits": shared})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ import redis
 from starlette.testclient import TestClient
 
 from server.metrics import migrations, runqueue_wait_s
+from server.security import HashCounter
 from server.settings import Settings
 from server.storage import Database, Unavailable
 from tests.server.conftest import (
@@ -292,6 +294,8 @@ def test_healthz_metrics_and_openapi(client: TestClient) -> None:
     # The password verifications the worker threads ran (the sign-in above), and their CPU.
     assert int(values["authscale_password_hashes_total"]) >= 1
     assert float(values["authscale_password_hash_cpu_seconds_total"]) > 0
+    # ... and the worker threads' time waiting for a core, each thread's total.
+    assert float(values["authscale_password_hash_runqueue_wait_seconds_total"]) >= 0
     assert migrations("/proc/self/stat") is None  # a file without the field
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1") and "/token" in spec["paths"]
@@ -354,3 +358,24 @@ def test_settings_reject_bad_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEP_ALIVE_S", "0")
     with pytest.raises(ValueError, match="KEEP_ALIVE_S=0 must be > 0"):
         Settings.from_env("redis://x", "postgresql://x")
+
+
+def test_the_hash_threads_wait_is_each_threads_latest_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Linux's schedstat counts a thread's wait for a core since it started: the counter
+    keeps each worker thread's latest reading, so the sum is theirs in all, counted once."""
+    readings = iter([0.010, 0.012, 0.030])
+    monkeypatch.setattr("server.security.runqueue_wait_s", lambda: next(readings))
+    counter = HashCounter()
+    counter.add(0.02)
+    counter.add(0.02)  # the same thread again: its total replaces the first reading
+    assert counter.wait_s == pytest.approx(0.012)
+    other = threading.Thread(target=counter.add, args=(0.02,))
+    other.start()
+    other.join()
+    assert counter.wait_s == pytest.approx(0.042) and counter.count == 3
+    # Where the kernel does not say, the count goes on and the wait stays as it was.
+    monkeypatch.setattr("server.security.runqueue_wait_s", lambda: None)
+    counter.add(0.02)
+    assert counter.wait_s == pytest.approx(0.042) and counter.count == 4
