@@ -674,12 +674,16 @@ def machine_speed(calibration: dict[str, Any], load: dict[str, Any]) -> dict[str
         (SpeedPoint.model_validate(p) for p in calibration.get("speed") or []),
         key=lambda p: p.qps,
     )
+    qps = float(load.get("target_qps") or 0.0)
+    capacity = calibration.get("capacity_qps")
     out: dict[str, Any] = {
         "calibration_run": calibration.get("run_id"),
         "speed_points_qps": [p.qps for p in points],
         "load_run": load.get("run_id"),
+        # How busy the load keeps the machine, by the calibration's capacity.
+        "busy_share": round(qps / capacity, 3) if capacity and qps else None,
     }
-    at_load = expected_cpu_ms(points, float(load.get("target_qps") or 0.0))
+    at_load = expected_cpu_ms(points, qps)
     for part, now in run_cpu_per_request(load).items():
         expected = round(at_load[part], 4) if at_load else None
         out[part] = {
@@ -717,12 +721,28 @@ def furthest_speed(speeds: list[dict[str, Any]]) -> dict[str, Any]:
     return worst
 
 
+def queueing_factor(ratio: float, busy: float | None) -> float:
+    """About how much a queue's mean latency moves when its work takes `ratio` times as
+    long at a load that kept the server `busy` (a share of its capacity): the work itself
+    x`ratio`, the queueing 1/(1 - busy) becomes 1/(1 - ratio busy) (one server, M/M/1);
+    infinite at or beyond saturation. Without the share, `ratio`."""
+    if busy is None:
+        return ratio
+    if ratio * busy >= 1:
+        return float("inf")
+    return ratio * (1 - busy) / (1 - ratio * busy)
+
+
 def speed_note(result: dict[str, Any]) -> str | None:
     """A sentence on the machine's speed when this run's CPU per request differs from what
-    the profile expects at its load by more than the tolerance, else None."""
+    the profile expects at its load by enough to move latency by more than the tolerance
+    (`queueing_factor`: at 70 % of capacity 8 % more CPU is about a third more latency),
+    else None."""
     speed = result.get("cpu_per_request") or {}
+    busy = speed.get("busy_share")
     parts = [(part, speed[part]) for part in SPEED_WORDS if (speed.get(part) or {}).get("ratio")]
-    if not any(abs(v["ratio"] - 1) > TOLERANCE for _, v in parts):
+    moved = {part: queueing_factor(v["ratio"], busy) for part, v in parts}
+    if not any(abs(f - 1) > TOLERANCE for f in moved.values()):
         return None
     figures = "; ".join(
         f"{SPEED_WORDS[part]} {v['this_run_ms']:.3f} ms against {v['expected_ms']:.3f} "
@@ -739,10 +759,22 @@ def speed_note(result: dict[str, Any]) -> str | None:
         if len(runs) > 1
         else "in this run"
     )
+    worst = max(moved.values(), key=lambda f: abs(f - 1))
+    effect = (
+        f" At this load the machine is {busy:.0%} busy by the calibration's capacity, where "
+        + (
+            "that much more CPU saturates it"
+            if worst == float("inf")
+            else f"a queue's mean latency moves about x{worst:.2f} with it (M/M/1)"
+        )
+        + "."
+        if busy is not None
+        else ""
+    )
     return (
         f"CPU per request {which} against what calibration run "
         f"{speed['calibration_run']} led the model to expect at this load (measured at {at} "
-        f"QPS): {figures}. The machine ran its code at another speed than the model "
+        f"QPS): {figures}.{effect} The machine ran its code at another speed than the model "
         "assumed, which it cannot know: on this machine CPU per request falls as the load "
         "rises (a busy process keeps its caches warm and serves several ready requests per "
         "wake-up) and drifts between runs"

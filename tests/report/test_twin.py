@@ -49,6 +49,7 @@ from report.compare import (
     measured_retries,
     pace_note,
     percentile,
+    queueing_factor,
     read_trace,
     repeat_note,
     retry_note,
@@ -773,6 +774,23 @@ def test_compare_names_a_machine_that_ran_at_another_speed(loop: dict[str, Path]
     ]
     said = explain({**result, "cpu_per_request": pooled})[0]
     assert "in load run x, the furthest off of the 3 pooled" in said and "x1.30" in said
+    # How much a ratio matters depends on how busy the load keeps the machine: 8 % more
+    # CPU is nothing to say at a tenth of capacity, a third more latency at 70 %.
+    cal = sim["calibration"]
+    assert speed["busy_share"] == pytest.approx(load["target_qps"] / cal["capacity_qps"], abs=1e-3)
+    assert queueing_factor(1.08, None) == 1.08
+    assert queueing_factor(1.08, 0.1) == pytest.approx(1.08 * 0.9 / (1 - 0.108))
+    assert queueing_factor(1.08, 0.7) == pytest.approx(0.324 / 0.244)
+    assert queueing_factor(1.5, 0.7) == float("inf")
+    a_bit = {
+        "calibration_run": "c", "load_run": "r", "speed_points_qps": [100.0, 700.0],
+        "servers": {"expected_ms": 0.5, "this_run_ms": 0.54, "ratio": 1.08},
+    }  # fmt: skip
+    assert speed_note({"cpu_per_request": {**a_bit, "busy_share": 0.1}}) is None
+    busy = speed_note({"cpu_per_request": {**a_bit, "busy_share": 0.7}})
+    assert busy is not None and "70% busy" in busy and "moves about x1.33" in busy
+    gone = speed_note({"cpu_per_request": {**a_bit, "busy_share": 0.95}})
+    assert gone is not None and "that much more CPU saturates it" in gone
     # Waiting for a core: named when the loops waited more than a tenth of their CPU.
     waits = core_waits(load)
     assert waits["servers"]["per_cpu_ms"] == pytest.approx(
