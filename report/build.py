@@ -29,6 +29,7 @@ from report.compare import (
     compare,
     explain,
     find_pair,
+    paced_said,
     runs_said,
 )
 from scenarios import load_seed_targets
@@ -521,10 +522,12 @@ def _twin_section(inp: Inputs) -> str:
         if "p50_error" in r
     )
     reasons = "".join(f"<li>{html.escape(line)}</li>" for line in explain(t))
+    pace = html.escape(paced_said(t.get("simulation_pace")))
     return f"""<h2>Simulator against measurement</h2>
 <p>Simulation {html.escape(t["simulation"])} (profile local) against
 {html.escape(runs_said(t))}: {t["scenario"]["qps"]:g} QPS on
-{html.escape(", ".join(t["scenario"]["regions"]))}. {t["cells_within"]} of {t["cells_judged"]}
+{html.escape(", ".join(t["scenario"]["regions"]))}{pace}.
+{t["cells_within"]} of {t["cells_judged"]}
 cells with at least {t["min_samples"]:,} measured requests have simulated p50 and p90 within
 ±{t["tolerance"]:.0%}: goal <b>{"met" if t["goal_met"] else "not met"}</b>.</p>
 <ul>{reasons}</ul>

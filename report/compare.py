@@ -988,7 +988,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _paced_said(paced: dict[str, Any] | None) -> str:
+def paced_said(paced: dict[str, Any] | None) -> str:
     """The pace the simulation's cores followed, for compare's first line."""
     if not paced:
         return "; its cores kept one steady pace (PACE=none, or a profile without a pace record)"
@@ -1034,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"authscale compare: simulation {result['simulation']} against "
         f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
-        f"{','.join(result['scenario']['regions'])})" + _paced_said(paced)
+        f"{','.join(result['scenario']['regions'])})" + paced_said(paced)
     )
     print(table(result))
     print(

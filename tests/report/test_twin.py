@@ -852,6 +852,8 @@ def test_report_shows_the_twin_and_copies_into_the_run_folders(
     out = capsys.readouterr().out
     page = (loop["root"] / "report.html").read_text()
     assert "Simulator against measurement" in page and loop["load"].name in page
+    # ... with the pace the model's cores followed: the calibration's, by default.
+    assert f"its cores followed the pace calibration run {loop['load'].name} recorded" in page
     assert (loop["load"] / "report.html").read_text() == page
     assert (loop["sim"].resolve() / "report.html").is_file()
     dom = rendered_dom(loop["root"] / "report.html")
