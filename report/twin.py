@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from loadgen.cli import main as loadtest
@@ -27,6 +28,10 @@ from scenarios import DATA_DIR, ScenarioError
 from scenarios.loader import load_model
 from scenarios.profiles import Profile
 from sim.cli import main as simulate
+
+# A calibration older than this is worth a word before the runs: this machine's speed has
+# moved by 9-12 % within minutes (README, "The calibration's pace, replayed").
+STALE_MIN = 30.0
 
 
 class TwinError(Exception):
@@ -44,6 +49,8 @@ class Check:
     runs: int
     duration_s: float
     replications: int
+    # Minutes since the calibration's newest run started (None: its id holds no time).
+    age_min: float | None = None
 
     def said(self) -> str:
         return (
@@ -51,6 +58,14 @@ class Check:
             f"{','.join(self.regions)}, then the model of {self.replications} x "
             f"{self.duration_s:g} s on {self.profile}, then the comparison"
         )
+
+
+def run_started(run_id: str) -> datetime | None:
+    """When a run started, from its id (`YYYYMMDD-HHMMSS-…`, UTC), or None."""
+    try:
+        return datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _count(name: str, text: str, kind: type[int] | type[float]) -> int | float:
@@ -80,6 +95,8 @@ def plan(args: argparse.Namespace) -> Check:
         busy = busy_load_to_measure(cal.capacity_qps, [])
         assert busy is not None  # nothing measured: always a load
         qps = float(busy)
+    started = [t for t in map(run_started, [cal.run_id, *(p.run_id for p in cal.speed)]) if t]
+    age = (datetime.now(UTC) - max(started)).total_seconds() / 60 if started else None
     return Check(
         profile,
         qps,
@@ -87,12 +104,27 @@ def plan(args: argparse.Namespace) -> Check:
         int(_count("RUNS", args.runs, int)),
         float(_count("DURATION", args.duration, float)),
         int(_count("REPLICATIONS", args.replications, int)),
+        round(age, 1) if age is not None else None,
+    )
+
+
+def stale_note(check: Check) -> str | None:
+    """A word when the calibration is older than STALE_MIN minutes, else None."""
+    if check.age_min is None or check.age_min <= STALE_MIN:
+        return None
+    return (
+        f"the calibration's newest run started {check.age_min:.0f} minutes ago; this "
+        "machine's speed drifts by several per cent within that, and at 70 % of capacity that "
+        "moves latency several times as much: make calibrate first for a fair check"
     )
 
 
 def run(check: Check, results: Path) -> int:
     """Run `check`, writing under `results`; compare's exit code, or 1 after a failed step."""
     print(f"authscale twin: {check.said()}", flush=True)
+    note = stale_note(check)
+    if note:
+        print(f"authscale twin: note: {note}", flush=True)
     runs = []
     for i in range(1, check.runs + 1):
         print(f"authscale twin: load run {i} of {check.runs}", flush=True)

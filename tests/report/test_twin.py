@@ -5,9 +5,11 @@ runs of different loads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,7 @@ from report.compare import (
 )
 from report.compare import compare as compare_pair
 from report.compare import main as compare
+from report.twin import STALE_MIN, run_started, stale_note
 from report.twin import main as twin
 from report.twin import parse as twin_args
 from report.twin import plan as twin_plan
@@ -1199,6 +1202,15 @@ def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
     assert check.qps == round(0.7 * cal.capacity_qps)
     assert check.regions == tuple(cal.regions) == ("ap-ne", "us-west")
     assert (check.runs, check.duration_s, check.replications) == (3, 60, 8)
+    # The fixture calibrated minutes ago: nothing to say of its age. An old one gets a word.
+    assert check.age_min is not None and 0 <= check.age_min < STALE_MIN
+    assert stale_note(check) is None
+    old = stale_note(dataclasses.replace(check, age_min=95.0))
+    assert old is not None and "started 95 minutes ago" in old and "make calibrate first" in old
+    assert run_started("20261130-175610-q100-ap-ne-us-west") == datetime(
+        2026, 11, 30, 17, 56, 10, tzinfo=UTC
+    )
+    assert run_started("latest") is None
 
 
 @pytest.mark.parametrize(
