@@ -27,6 +27,7 @@ from report.compare import main as compare
 from scenarios import DATA_DIR, ScenarioError
 from scenarios.loader import load_model
 from scenarios.profiles import Profile
+from scenarios.results import run_started
 from sim.cli import main as simulate
 
 # A calibration older than this is worth a word before the runs: this machine's speed has
@@ -58,14 +59,6 @@ class Check:
             f"{','.join(self.regions)}, then the model of {self.replications} x "
             f"{self.duration_s:g} s on {self.profile}, then the comparison"
         )
-
-
-def run_started(run_id: str) -> datetime | None:
-    """When a run started, from its id (`YYYYMMDD-HHMMSS-…`, UTC), or None."""
-    try:
-        return datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _count(name: str, text: str, kind: type[int] | type[float]) -> int | float:

@@ -84,12 +84,18 @@ def available_profiles(data_dir: Path = DATA_DIR) -> list[str]:
     return sorted(p.stem for p in (data_dir / "profiles").glob("*.toml"))
 
 
+def profile_path(profile: str, data_dir: Path = DATA_DIR) -> Path:
+    """The file of a profile: a name in the profiles folder, or a path (`….toml`)."""
+    if profile.endswith(".toml"):
+        return Path(profile)
+    return data_dir / "profiles" / f"{profile}.toml"
+
+
 def load_world(profile: str = "seed", data_dir: Path = DATA_DIR) -> World:
     """Load and cross-check topology, workload, operations and one latency profile: a name
     in the profiles folder, or the path of a profile file (`….toml`)."""
-    profile_file = data_dir / "profiles" / f"{profile}.toml"
+    profile_file = profile_path(profile, data_dir)
     if profile.endswith(".toml"):
-        profile_file = Path(profile)
         if not profile_file.is_file():
             raise ScenarioError(f"profile file {profile} not found")
     elif profile not in available_profiles(data_dir):

@@ -12,9 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# A run folder's name starts with the time it was made, UTC: `YYYYMMDD-HHMMSS-<tag>`.
+RUN_STAMP = "%Y%m%d-%H%M%S"
+
+
+def run_started(run_id: str) -> datetime | None:
+    """When a run started, from its id (its folder's name), or None where it holds no time."""
+    try:
+        return datetime.strptime(run_id[:15], RUN_STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
 
 def new_run_dir(root: Path, kind: str, tag: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime(RUN_STAMP)
     base = root / kind / f"{stamp}-{tag}"
     path, i = base, 1
     while path.exists():

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from scenarios import DATA_DIR, ScenarioError, load_seed_targets, load_world
-from scenarios.loader import available_profiles, calibrated_world
+from scenarios import ScenarioError, load_seed_targets, load_world
+from scenarios.loader import available_profiles, calibrated_world, profile_path
 from scenarios.results import LOG_BIN_LO_MS, LOG_BIN_RATIO, log_bins
 from sim.errors import SimulationError
 from sim.legacy_limits import legacy_limits
@@ -163,8 +163,7 @@ def _calibrated_plan(
     elif args.pace:
         pace = paced(cal, qps, args.pace.split(","))
     else:
-        profile = Path(args.profile) if args.profile.endswith(".toml") else None
-        pace = calibration_pace(cal, profile or DATA_DIR / "profiles" / f"{args.profile}.toml", qps)
+        pace = calibration_pace(cal, profile_path(args.profile), qps)
     plan = SimulationPlan(
         args.profile,
         (("hybrid", qps, 1),),

@@ -61,13 +61,13 @@ from report.compare import (
 )
 from report.compare import compare as compare_pair
 from report.compare import main as compare
-from report.twin import STALE_MIN, run_started, stale_note
+from report.twin import STALE_MIN, stale_note
 from report.twin import main as twin
 from report.twin import parse as twin_args
 from report.twin import plan as twin_plan
 from scenarios import DATA_DIR, load_world
 from scenarios.loader import calibrated_world
-from scenarios.results import TRACE_FORMAT, log_bins
+from scenarios.results import TRACE_FORMAT, log_bins, run_started
 from server.security import HASH_THREADS
 from sim.cli import main as simulate
 
