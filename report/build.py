@@ -31,6 +31,7 @@ from report.compare import (
     find_pair,
     paced_said,
     runs_said,
+    twin_verdict,
 )
 from scenarios import load_seed_targets
 
@@ -55,6 +56,9 @@ class Inputs:
     twin: dict[str, Any] | None = None
     twin_pair: Pair | None = None
     twin_note: str | None = None
+    # The model of the same load given those runs' own speed and pace (make twin's
+    # diagnostic, PACE=<the runs>), compared with them; None when there is none.
+    twin_diagnostic: dict[str, Any] | None = None
     folders: list[Path] = field(default_factory=list)  # every run read: a copy goes there
 
 
@@ -72,11 +76,33 @@ def _summaries(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
+def _diagnostic(
+    results: Path, pair: Pair, calibrated: list[tuple[Path, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """The newest simulation given exactly `pair`'s load runs' speed and pace (PACE=, as
+    make twin's diagnostic runs it), compared with those runs; None when there is none or
+    it cannot be compared."""
+    runs = sorted(d.name for d in pair.load_dirs)
+    for run, data in calibrated:
+        pace = data.get("pace") or {}
+        if run == pair.sim_dir or pace.get("source") != "load runs":
+            continue
+        if sorted(pace.get("runs") or []) != runs:
+            continue
+        try:
+            return compare(find_pair(results, str(run), ",".join(map(str, pair.load_dirs))))
+        except (CompareError, OSError, KeyError, ValueError):
+            return None
+    return None
+
+
 def collect(results: Path) -> Inputs:
     """The newest successful run of each kind under `results`."""
     found = Inputs()
+    calibrated = []
     for run, data in _summaries(results / "sim"):
         if data.get("kind") == "sim" and data.get("calibration"):
+            calibrated.append((run, data))
             if found.twin is None and found.twin_note is None:
                 try:
                     found.twin_pair = find_pair(results, str(run))
@@ -110,6 +136,7 @@ def collect(results: Path) -> Inputs:
             found.costs.append(data)
     if found.twin_pair is not None:
         pair = found.twin_pair
+        found.twin_diagnostic = _diagnostic(results, pair, calibrated)
         found.sources["calibrated simulation"] = str(pair.sim_dir)
         for i, d in enumerate(pair.load_dirs):
             found.sources["its load run" + (f" ({i + 1})" if i else "")] = str(d)
@@ -531,6 +558,7 @@ def _twin_section(inp: Inputs) -> str:
 cells with at least {t["min_samples"]:,} measured requests have simulated p50 and p90 within
 ±{t["tolerance"]:.0%}: goal <b>{"met" if t["goal_met"] else "not met"}</b>.</p>
 <ul>{reasons}</ul>
+{_diagnostic_said(inp)}
 <table><tr><th>operation</th><th>locality</th><th>region</th><th>n</th>
 <th>p50 measured</th><th>p50 sim</th><th>error</th><th>p90 measured</th><th>p90 sim</th>
 <th>error</th><th>p99 measured</th><th>p99 sim</th><th>error</th><th>KS D</th>
@@ -538,9 +566,28 @@ cells with at least {t["min_samples"]:,} measured requests have simulated p50 an
 {rows}</table>"""
 
 
+def twin_verdict_lines(inp: Inputs) -> list[str]:
+    """make twin's last lines (the prediction's and the diagnostic's counts, the verdict
+    between them) when the newest calibrated simulation is a prediction and a diagnostic of
+    the same runs exists; else none."""
+    if inp.twin is None or inp.twin_diagnostic is None:
+        return []
+    if (inp.twin.get("simulation_pace") or {}).get("source") == "load runs":
+        return []  # the newest simulation is itself a diagnostic
+    return twin_verdict(inp.twin, inp.twin_diagnostic)
+
+
+def _diagnostic_said(inp: Inputs) -> str:
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in twin_verdict_lines(inp))
+    if not lines:
+        return ""
+    return f"<p>The same runs against the model given their own speed and pace:</p><ul>{lines}</ul>"
+
+
 def text_summary(inp: Inputs) -> str:
     checks = verdicts(inp)
     passed = sum(1 for _, ok, _ in checks if ok)
     lines = [f"authscale report: {passed} of {len(checks)} checks pass"]
     lines += [f"  {'PASS' if ok else 'FAIL'}  {name}: {numbers}" for name, ok, numbers in checks]
+    lines += [f"  twin: {line}" for line in twin_verdict_lines(inp)]
     return "\n".join(lines)

@@ -1008,9 +1008,164 @@ def runs_said(result: dict[str, Any]) -> str:
     return f"{len(runs)} load runs pooled ({', '.join(runs)})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_comparison(
+    results: Path, sim_run: str = "", load_run: str = "", brief: bool = False
+) -> dict[str, Any] | None:
+    """Compare a simulation with load runs (as `find_pair` chooses them), write
+    `compare.json` under `results` and print the comparison (`brief`: its first line, the
+    count of cells within the tolerance and the cells that are off); the result, or None
+    after printing a clear error."""
     from scenarios.results import new_run_dir, write_json
 
+    try:
+        pair = find_pair(results, sim_run, load_run)
+        result = compare(pair)
+    except (CompareError, OSError, KeyError, ValueError) as exc:
+        print(f"authscale compare: error: {exc}", file=sys.stderr)
+        return None
+    run_dir = new_run_dir(results, "compare", f"{pair.sim['run_id']}")
+    write_json(run_dir / "compare.json", result)
+    paced = result.get("simulation_pace")
+    print(
+        f"authscale compare: simulation {result['simulation']} against "
+        f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
+        f"{','.join(result['scenario']['regions'])})" + paced_said(paced)
+    )
+    if not brief:
+        print(table(result))
+    print(
+        f"\n{result['cells_within']} of {result['cells_judged']} cells with >= "
+        f"{MIN_SAMPLES:,} measured requests have simulated p50 and p90 within "
+        f"±{TOLERANCE:.0%}: goal {'met' if result['goal_met'] else 'NOT met'}"
+    )
+    if brief:
+        off = cells_off(result)
+        if off:
+            print(f"  off: {'; '.join(off)}")
+    else:
+        for line in explain(result):
+            print(f"  - {line}")
+    if result["load_target_reached"] is False:
+        print("  note: a load run did not offer its target rate (see its summary)")
+    print(f"results: {run_dir / 'compare.json'}")
+    return result
+
+
+def cells_off(result: dict[str, Any]) -> list[str]:
+    """Each judged cell outside the tolerance, as `operation locality region p50 +x % p90
+    +y %`."""
+    return [
+        f"{r['operation']} {r['locality']} {r['region']} p50 {r['p50_error']:+.0%} "
+        f"p90 {r['p90_error']:+.0%}"
+        for r in result["rows"]
+        if r.get("judged") and not r["within_tolerance"]
+    ]
+
+
+def _cells(result: dict[str, Any]) -> str:
+    return f"{result['cells_within']} of {result['cells_judged']} cells"
+
+
+def _speed_said(result: dict[str, Any]) -> str:
+    """How much CPU per request the runs' event loops used against the calibration's
+    expectation at their load: `x0.89-0.99` (several runs) or `x0.93`; '' when unknown."""
+    speed = result.get("cpu_per_request") or {}
+    ratios = [r["servers"] for r in speed.get("runs") or [] if r.get("servers")]
+    if not ratios and (speed.get("servers") or {}).get("ratio"):
+        ratios = [speed["servers"]["ratio"]]
+    if not ratios:
+        return ""
+    lo, hi = min(ratios), max(ratios)
+    return f"x{lo:.2f}" if round(lo, 2) == round(hi, 2) else f"x{lo:.2f}-{hi:.2f}"
+
+
+def _off_with_step(result: dict[str, Any], keys: set[tuple[str, str, str]]) -> str:
+    """The cells `keys` as the comparison judged them, one entry per operation and
+    locality (its cell over all regions, else its first region's; the other regions named
+    after it), each with the step the model and the trace differ most in."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in result["rows"]:
+        if (r["operation"], r["locality"], r["region"]) in keys:
+            groups.setdefault((r["operation"], r["locality"]), []).append(r)
+    said = []
+    for (operation, locality), rows in groups.items():
+        head = next((r for r in rows if r["region"] == "all"), rows[0])
+        text = (
+            f"{operation} {locality} {head['region']} (p50 {head['p50_error']:+.0%}, "
+            f"p90 {head['p90_error']:+.0%}"
+        )
+        gap = head.get("step_gap")
+        if gap:
+            text += (
+                f"; most apart in {gap['step']}: {gap['simulated_mean_ms']:.2f} ms simulated, "
+                f"{gap['measured_mean_ms']:.2f} measured"
+            )
+        others = [r["region"] for r in rows if r is not head]
+        said.append(text + (f"; also off in {', '.join(others)})" if others else ")"))
+    return "; ".join(said)
+
+
+def _off_keys(result: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (r["operation"], r["locality"], r["region"])
+        for r in result["rows"]
+        if r.get("judged") and not r["within_tolerance"]
+    }
+
+
+def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -> list[str]:
+    """The check's last lines: the prediction's count, the diagnostic's, and which of the
+    two the miss is (the machine's drift from the calibration, or the model itself), with
+    the cells and steps the model misses even given the runs' speed and pace."""
+    tol = f"±{predicted['tolerance']:.0%}"
+    lines = [
+        f"prediction (from the calibration alone): {_cells(predicted)} within {tol} "
+        f"(p50 and p90, cells with >= {predicted['min_samples']:,} measured requests)"
+    ]
+    if diagnostic is not None:
+        lines.append(
+            f"diagnostic (given the runs' own CPU per request and pace): {_cells(diagnostic)}"
+        )
+    speed = _speed_said(predicted)
+    speed_part = (
+        f"the runs' event loops used {speed} the CPU per request the calibration expects at "
+        "this load"
+        if speed
+        else "the runs' CPU per request is unknown"
+    )
+    if predicted["goal_met"]:
+        lines.append(f"verdict: the twin holds at this load ({speed_part})")
+        return lines
+    if diagnostic is None or not diagnostic["cells_judged"]:
+        lines.append(
+            "verdict: the twin is off at this load; without the diagnostic the model's own "
+            f"error cannot be told from the machine's drift ({speed_part})"
+        )
+        return lines
+    own = _off_keys(diagnostic)
+    drift = _off_keys(predicted) - own
+    if not own:
+        lines.append(
+            "verdict: the twin is off at this load because the machine ran at another speed "
+            f"or pace than in the calibration ({speed_part}); given the runs' own, the model "
+            "holds: make calibrate again just before make twin, or see README, 'How far to "
+            "trust it'"
+        )
+        return lines
+    lines.append(
+        f"verdict: the model itself is off at this load in {len(own)} cell(s), even given "
+        f"the runs' speed and pace: {_off_with_step(diagnostic, own)}"
+        + (
+            f"; {len(drift)} more cell(s) are off only with the calibration's speed and pace "
+            f"({speed_part})"
+            if drift
+            else ""
+        )
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make compare", description=__doc__)
     p.add_argument("--sim", default="", help="a simulation run folder (default: newest calibrated)")
     p.add_argument(
@@ -1021,33 +1176,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
     args = p.parse_args(argv)
-    results = Path(args.results_dir)
-    try:
-        pair = find_pair(results, args.sim, args.load)
-        result = compare(pair)
-    except (CompareError, OSError, KeyError, ValueError) as exc:
-        print(f"authscale compare: error: {exc}", file=sys.stderr)
-        return 2
-    run_dir = new_run_dir(results, "compare", f"{pair.sim['run_id']}")
-    write_json(run_dir / "compare.json", result)
-    paced = result.get("simulation_pace")
-    print(
-        f"authscale compare: simulation {result['simulation']} against "
-        f"{runs_said(result)} ({result['scenario']['qps']:g} QPS on "
-        f"{','.join(result['scenario']['regions'])})" + paced_said(paced)
-    )
-    print(table(result))
-    print(
-        f"\n{result['cells_within']} of {result['cells_judged']} cells with >= "
-        f"{MIN_SAMPLES:,} measured requests have simulated p50 and p90 within "
-        f"±{TOLERANCE:.0%}: goal {'met' if result['goal_met'] else 'NOT met'}"
-    )
-    for line in explain(result):
-        print(f"  - {line}")
-    if result["load_target_reached"] is False:
-        print("  note: a load run did not offer its target rate (see its summary)")
-    print(f"results: {run_dir / 'compare.json'}")
-    return 0
+    result = run_comparison(Path(args.results_dir), args.sim, args.load)
+    return 0 if result is not None else 2
 
 
 if __name__ == "__main__":

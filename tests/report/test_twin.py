@@ -6,6 +6,7 @@ runs of different loads."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import shutil
 import tomllib
@@ -58,6 +59,7 @@ from report.compare import (
     simulated_retries,
     speed_note,
     spell_note,
+    twin_verdict,
 )
 from report.compare import compare as compare_pair
 from report.compare import main as compare
@@ -1173,7 +1175,10 @@ def test_the_model_replays_the_machine_as_a_load_run_measured_it(
 
 
 def test_make_twin_runs_the_busy_check_in_one_command(
-    loop: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    loop: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AUTHSCALE_RUN_DIR", str(tmp_path / "run"))
     flags = ["--profile", str(loop["profile"]), "--qps", "60", "--runs", "2"]
@@ -1183,15 +1188,101 @@ def test_make_twin_runs_the_busy_check_in_one_command(
     assert len(runs) == 2 and all("q60-ap-ne-us-west" in r for r in runs)
     for run in runs:  # traced, as the calibration's runs are
         assert (tmp_path / "load" / run / "trace.json").is_file()
-    sims = [p for p in (tmp_path / "sim").iterdir() if p.name != "latest"]
-    assert len(sims) == 1
-    plan = json.loads((sims[0] / "scenario.json").read_text())["plan"]
-    assert plan["replications"] == 3 and plan["duration_s"] == 12
-    [folder] = [p for p in (tmp_path / "compare").iterdir() if p.name != "latest"]
-    result = json.loads((folder / "compare.json").read_text())
-    assert result["simulation"] == sims[0].name
-    assert sorted(result["load_runs"]) == runs  # exactly the runs it made, pooled
-    assert result["scenario"]["qps"] == 60
+    # Two models of the load: first given the runs' own speed and pace (the diagnostic),
+    # then from the calibration alone (the prediction, the newest, which make report takes).
+    diag, pred = sorted(p for p in (tmp_path / "sim").iterdir() if p.name != "latest")
+    for sim in (diag, pred):
+        plan = json.loads((sim / "scenario.json").read_text())["plan"]
+        assert plan["replications"] == 3 and plan["duration_s"] == 12
+    diag_pace = json.loads((diag / "summary.json").read_text())["pace"]
+    assert diag_pace["source"] == "load runs" and sorted(diag_pace["runs"]) == runs
+    pred_pace = json.loads((pred / "summary.json").read_text())["pace"]
+    assert pred_pace["source"] == "calibration"
+    results = {}
+    for folder in (p for p in (tmp_path / "compare").iterdir() if p.name != "latest"):
+        result = json.loads((folder / "compare.json").read_text())
+        assert sorted(result["load_runs"]) == runs  # exactly the runs it made, pooled
+        assert result["scenario"]["qps"] == 60
+        results[result["simulation"]] = result
+    assert sorted(results) == [diag.name, pred.name]
+    # The last lines give both counts and the verdict, from those two comparisons.
+    out = capsys.readouterr().out
+    tail = out[out.rindex("authscale twin: prediction") :].splitlines()
+    assert tail == [
+        f"authscale twin: {line}" for line in twin_verdict(results[pred.name], results[diag.name])
+    ]
+    for name, said in ((pred.name, "prediction"), (diag.name, "diagnostic")):
+        r = results[name]
+        assert f"{said} (" in out and f"{r['cells_within']} of {r['cells_judged']} cells" in out
+    # make report takes the prediction, with the diagnostic's verdict beside it.
+    inp = collect(tmp_path)
+    assert inp.twin is not None and inp.twin["simulation"] == pred.name
+    assert inp.twin_diagnostic is not None and inp.twin_diagnostic["simulation"] == diag.name
+    assert report_main(["--results-dir", str(tmp_path)]) == 0
+    said = tail[-1].removeprefix("authscale twin: ")
+    assert f"  twin: {said}" in capsys.readouterr().out
+    assert html.escape(said) in (tmp_path / "report.html").read_text()
+
+
+def _judged(result: dict[str, Any], off: set[str]) -> dict[str, Any]:
+    """`result` with every row judged, those of the operations `off` outside the tolerance."""
+    rows = [
+        {
+            **r,
+            "judged": True,
+            "within_tolerance": r["operation"] not in off,
+            "p50_error": 0.4 if r["operation"] in off else 0.01,
+            "p90_error": 0.01,
+        }
+        for r in result["rows"]
+        if "p50_error" in r
+    ]
+    within = sum(r["within_tolerance"] for r in rows)
+    return {
+        **result,
+        "rows": rows,
+        "cells_judged": len(rows),
+        "cells_within": within,
+        "goal_met": within == len(rows),
+        "cpu_per_request": {"runs": [{"servers": 0.88}, {"servers": 0.97}]},
+    }
+
+
+def test_make_twins_verdict_tells_the_machines_drift_from_the_models_error(
+    loop: dict[str, Path], tmp_path: Path
+) -> None:
+    result = compare_pair(find_pair(loop["root"], str(loop["sim"])))
+    # Operations whose cell over all regions names the step most apart (from the trace).
+    ops = sorted(
+        {r["operation"] for r in result["rows"] if r.get("step_gap") and r["region"] == "all"}
+    )
+    assert len(ops) >= 3
+    n = len(_judged(result, set())["rows"])
+    held = twin_verdict(_judged(result, set()), _judged(result, set()))
+    assert held[0].startswith(f"prediction (from the calibration alone): {n} of {n} cells")
+    assert held[-1].startswith("verdict: the twin holds") and "x0.88-0.97" in held[-1]
+    # Off from the calibration, right given the runs' speed: the machine's drift.
+    drift = twin_verdict(_judged(result, {ops[0]}), _judged(result, set()))
+    assert f"diagnostic (given the runs' own CPU per request and pace): {n} of {n}" in drift[1]
+    assert "because the machine ran at another speed" in drift[-1]
+    # Off even given the runs' speed: the model itself, naming the cells, their errors
+    # and the step the model and the trace differ most in; and what only the drift adds.
+    both = twin_verdict(_judged(result, {ops[0], ops[1]}), _judged(result, {ops[1]}))
+    assert "the model itself is off" in both[-1] and f"{ops[1]} " in both[-1]
+    assert f"{ops[0]} " not in both[-1].split("more cell(s)")[0]
+    assert "p50 +40%" in both[-1] and "more cell(s) are off only with the calibration" in both[-1]
+    gaps = [
+        r["step_gap"]
+        for r in result["rows"]
+        if r["operation"] == ops[1] and r["region"] == "all" and r.get("step_gap")
+    ]
+    assert gaps and all(
+        f"most apart in {g['step']}: {g['simulated_mean_ms']:.2f} ms simulated" in both[-1]
+        for g in gaps
+    )
+    # Without the diagnostic nothing is blamed.
+    alone = twin_verdict(_judged(result, {ops[0]}), None)
+    assert len(alone) == 2 and "cannot be told from the machine's drift" in alone[-1]
 
 
 def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
