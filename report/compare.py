@@ -1134,7 +1134,17 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
         else "the runs' CPU per request is unknown"
     )
     if predicted["goal_met"]:
-        lines.append(f"verdict: the twin holds at this load ({speed_part})")
+        own = _off_keys(diagnostic) if diagnostic is not None else set()
+        lines.append(
+            f"verdict: the twin holds at this load ({speed_part})"
+            + (
+                f"; given the runs' own speed and pace the model misses {len(own)} cell(s) "
+                f"({_off_with_step(diagnostic, own)}), so there the calibration's speed or pace "
+                "made up for the model's own error"
+                if own and diagnostic is not None
+                else ""
+            )
+        )
         return lines
     if diagnostic is None or not diagnostic["cells_judged"]:
         lines.append(
@@ -1152,6 +1162,9 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
             "trust it'"
         )
         return lines
+    # Cells the prediction met that are off given the runs' own speed and pace: there the
+    # calibration's speed or pace happened to make up for the model's own error.
+    offset = own - _off_keys(predicted)
     lines.append(
         f"verdict: the model itself is off at this load in {len(own)} cell(s), even given "
         f"the runs' speed and pace: {_off_with_step(diagnostic, own)}"
@@ -1159,6 +1172,13 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
             f"; {len(drift)} more cell(s) are off only with the calibration's speed and pace "
             f"({speed_part})"
             if drift
+            else ""
+        )
+        + (
+            f"; {len(offset)} of the {len(own)} are within {tol} in the prediction only "
+            "because the calibration's speed or pace made up for the model's own error there "
+            f"({speed_part})"
+            if offset
             else ""
         )
     )

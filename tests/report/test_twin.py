@@ -1280,6 +1280,18 @@ def test_make_twins_verdict_tells_the_machines_drift_from_the_models_error(
         f"most apart in {g['step']}: {g['simulated_mean_ms']:.2f} ms simulated" in both[-1]
         for g in gaps
     )
+    # Met by the prediction, off given the runs' own speed: the calibration's speed made up
+    # for the model's own error there, and the verdict says so rather than crediting it.
+    offset = twin_verdict(_judged(result, {ops[0]}), _judged(result, {ops[0], ops[2]}))
+    assert "the model itself is off" in offset[-1] and f"{ops[2]} " in offset[-1]
+    assert "more cell(s) are off only with" not in offset[-1]
+    assert "are within ±15% in the prediction only because" in offset[-1]
+    assert "because" not in both[-1]  # the cells off in both are not said to be made up for
+    held_by_luck = twin_verdict(_judged(result, set()), _judged(result, {ops[2]}))
+    assert held_by_luck[-1].startswith("verdict: the twin holds")
+    assert "the model misses" in held_by_luck[-1] and f"({ops[2]} " in held_by_luck[-1]
+    assert "made up for the model's own error" in held_by_luck[-1]
+    assert "made up" not in held[-1]
     # Without the diagnostic nothing is blamed.
     alone = twin_verdict(_judged(result, {ops[0]}), None)
     assert len(alone) == 2 and "cannot be told from the machine's drift" in alone[-1]
