@@ -59,6 +59,7 @@ class Inputs:
     # The model of the same load given those runs' own speed and pace (make twin's
     # diagnostic, PACE=<the runs>), compared with them; None when there is none.
     twin_diagnostic: dict[str, Any] | None = None
+    twin_diagnostic_pair: Pair | None = None
     folders: list[Path] = field(default_factory=list)  # every run read: a copy goes there
 
 
@@ -78,10 +79,10 @@ def _summaries(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def _diagnostic(
     results: Path, pair: Pair, calibrated: list[tuple[Path, dict[str, Any]]]
-) -> dict[str, Any] | None:
+) -> tuple[Pair, dict[str, Any]] | None:
     """The newest simulation given exactly `pair`'s load runs' speed and pace (PACE=, as
-    make twin's diagnostic runs it), compared with those runs; None when there is none or
-    it cannot be compared."""
+    make twin's diagnostic runs it) with those runs, and its comparison; None when there is
+    none or it cannot be compared."""
     runs = sorted(d.name for d in pair.load_dirs)
     for run, data in calibrated:
         pace = data.get("pace") or {}
@@ -90,7 +91,8 @@ def _diagnostic(
         if sorted(pace.get("runs") or []) != runs:
             continue
         try:
-            return compare(find_pair(results, str(run), ",".join(map(str, pair.load_dirs))))
+            found = find_pair(results, str(run), ",".join(map(str, pair.load_dirs)))
+            return found, compare(found)
         except (CompareError, OSError, KeyError, ValueError):
             return None
     return None
@@ -136,7 +138,10 @@ def collect(results: Path) -> Inputs:
             found.costs.append(data)
     if found.twin_pair is not None:
         pair = found.twin_pair
-        found.twin_diagnostic = _diagnostic(results, pair, calibrated)
+        diagnostic = _diagnostic(results, pair, calibrated)
+        if diagnostic is not None:
+            found.twin_diagnostic_pair, found.twin_diagnostic = diagnostic
+            found.sources["the model given those runs' speed and pace"] = str(diagnostic[0].sim_dir)
         found.sources["calibrated simulation"] = str(pair.sim_dir)
         for i, d in enumerate(pair.load_dirs):
             found.sources["its load run" + (f" ({i + 1})" if i else "")] = str(d)
@@ -298,13 +303,16 @@ def twin_cdfs(inp: Inputs) -> go.Figure | None:
     fig = go.Figure()
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+    # make twin's diagnostic beside the prediction: the model given the runs' own speed.
+    diagnostic = inp.twin_diagnostic_pair if twin_verdict_lines(inp) else None
+    given = diagnostic.simulated if diagnostic is not None else {}
     for i, key in enumerate(keys):
         color = palette[i % len(palette)]
         name = f"{key[0]} {key[1]}"
-        for label, bins, dash in (
-            ("measured", meas[key], "solid"),
-            ("simulated", simd[key], "dot"),
-        ):
+        lines = [("measured", meas[key], "solid"), ("simulated", simd[key], "dot")]
+        if key in given:
+            lines.append(("given the runs' speed", given[key], "dash"))
+        for label, bins, dash in lines:
             x, y = cdf(bins)
             fig.add_scatter(
                 x=x.tolist(), y=y.tolist(), mode="lines", name=f"{label} {name}",
@@ -312,9 +320,12 @@ def twin_cdfs(inp: Inputs) -> go.Figure | None:
             )  # fmt: skip
     fig.update_layout(
         title=(
-            f"Latency CDFs: {runs_said(inp.twin)} (solid) against the calibrated "
-            f"simulation (dotted), {inp.twin['scenario']['qps']:g} QPS"
+            f"Latency CDFs at {inp.twin['scenario']['qps']:g} QPS<br><sup>solid: "
+            f"{runs_said(inp.twin)}<br>dotted: the calibrated simulation"
+            + ("; dashed: the model given the runs' own speed and pace" if given else "")
+            + "</sup>"
         ),
+        margin={"t": 110},
         xaxis={"title": "ms", "type": "log"},
         yaxis={"title": "share of requests at or below"},
         height=560,

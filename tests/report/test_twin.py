@@ -20,7 +20,7 @@ import pytest
 from loadgen.cli import main as loadtest
 from report.__main__ import main as report_main
 from report.browser import rendered_dom
-from report.build import collect, verdicts
+from report.build import collect, twin_cdfs, verdicts
 from report.calibrate import (
     MIN_OWN_QUEUEING,
     CalibrationError,
@@ -1222,6 +1222,12 @@ def test_make_twin_runs_the_busy_check_in_one_command(
     said = tail[-1].removeprefix("authscale twin: ")
     assert f"  twin: {said}" in capsys.readouterr().out
     assert html.escape(said) in (tmp_path / "report.html").read_text()
+    # ... and draws the diagnostic's CDF beside the prediction's and the measured ones.
+    fig = twin_cdfs(inp)
+    assert fig is not None and "dashed: the model given" in fig.layout.title.text
+    names = [trace.name for trace in fig.data]
+    for label in ("measured", "simulated", "given the runs' speed"):
+        assert any(n.startswith(f"{label} session_validation same_region") for n in names)
 
 
 def _judged(result: dict[str, Any], off: set[str]) -> dict[str, Any]:
