@@ -98,6 +98,15 @@ class CompiledStep:
     # the request backs off and goes back to step `retry_to`, where the transaction began.
     retry: float = 0.0
     retry_to: int = 0
+    # The local stack's steps on the server's event loop: where the model's wait for the
+    # loop is recorded. On the server a step that awaits (a store call, the password hash
+    # on a worker thread) keeps its clock running until its coroutine is back on the loop,
+    # and the steps that only compute run on without waiting; before the first await the
+    # middleware's clock has not started (the time outside the steps). The model queues
+    # each step's CPU at the loop, so it records the wait under the label of the last step
+    # that awaited, or as outside the steps (`yields`: this step awaits).
+    on_loop: bool = False
+    yields: bool = False
 
 
 class _Request(simpy.Event):
@@ -110,8 +119,10 @@ class _Request(simpy.Event):
 
     __slots__ = (
         "attempts",
+        "drawn",
         "extra",
         "hits",
+        "last_on_loop",
         "pending",
         "post",
         "route",
@@ -148,6 +159,10 @@ class _Request(simpy.Event):
         self.extra = 0.0
         self.post: Stream | None = None
         self.attempts = 1
+        self.drawn = 0.0  # the service drawn at a step `on_loop`
+        # The label the next wait for the loop is recorded under (see CompiledStep.on_loop;
+        # empty: the time outside the steps).
+        self.last_on_loop = ""
 
 
 @dataclass(slots=True)
@@ -398,6 +413,9 @@ class SystemModel:
         ends: list[tuple[CompiledStep, CompiledStep]] = []  # (transaction's end, its start)
         for i, step in enumerate(steps):
             c = self._compile_step(step, edge, home, backend)
+            if self.app:
+                c.on_loop = True
+                c.yields = step.component != "edge" or step.label in self.threaded
             begins[i] = c
             if self.faults is not None:
                 self.faults.prepare(c, step, edge, home, backend)
@@ -433,6 +451,7 @@ class SystemModel:
             compiled.append(
                 CompiledStep(
                     label, True, targets=[(self.app[edge], _ZERO)], service=cpu, post=wait,
+                    on_loop=True,
                 )
             )  # fmt: skip
             if self.world.profile.client is not None:
@@ -691,17 +710,24 @@ class SystemModel:
         now = self.env.now
         st = request.rtype.steps[request.step]
         station = request.station
+        service = st.service()  # type: ignore[misc]
+        if st.on_loop:
+            request.drawn = service
         if station.deferred:  # type: ignore[union-attr]
             # A thread on the shared cores: the request goes on when its work is done.
-            station.submit(st.service(), lambda t: self._served(request, st, t))  # type: ignore[misc,union-attr]
+            station.submit(service, lambda t: self._served(request, st, t))  # type: ignore[union-attr]
             return
-        pending = station.finish(now, st.service()) - now  # type: ignore[misc,union-attr]
+        pending = station.finish(now, service) - now  # type: ignore[union-attr]
         self._served(request, st, now, pending)
 
     def _served(
         self, request: _Request, st: CompiledStep, now: float, pending: float = 0.0
     ) -> None:
         """The request has had its service at the step's station; `pending` more ms follow."""
+        queued = 0.0
+        if st.on_loop:
+            # The wait for the loop: from reaching it until the work was done, less the work.
+            queued = max(now + pending - request.step_start - request.drawn, 0.0)
         if st.post is not None:
             pending += st.post()
         request.pending = pending
@@ -710,7 +736,12 @@ class SystemModel:
             if st.outcome is not None:
                 request.hits[st.outcome] = st.hit_rate >= 1.0 or self._u() < st.hit_rate
             if request.spent is not None:
-                request.spent.append((st.label, now + pending - request.step_start))
+                if queued:
+                    before = request.last_on_loop or f"app.untraced|{request.rtype.edge}"
+                    request.spent.append((before, queued))
+                request.spent.append((st.label, now + pending - request.step_start - queued))
+                if st.yields:
+                    request.last_on_loop = st.label
             request.step += 1
             if st.retry and self._u() < st.retry:
                 if not self._retry(request, st):

@@ -1303,6 +1303,49 @@ def test_make_twins_verdict_tells_the_machines_drift_from_the_models_error(
     assert len(alone) == 2 and "cannot be told from the machine's drift" in alone[-1]
 
 
+def test_the_models_wait_for_the_loop_is_counted_where_the_servers_clock_counts_it(
+    loop: dict[str, Path], tmp_path: Path
+) -> None:
+    """On the server a step that only computes runs on without waiting, and the wait for
+    the event loop falls before the middleware's clock (outside the steps) or at the end of
+    a step that awaited; the model queues every step's CPU at the loop, and its step times
+    must put that wait where the trace does, or make compare blames the wrong step."""
+    cal = load_world(str(loop["profile"])).profile.calibration
+    busy = round(0.85 * cal.capacity_qps)
+    flags = ["--profile", str(loop["profile"]), "--qps", str(busy), "--duration", "20"]
+    flags += ["--replications", "2", "--pace", "none", *SIM, "--results-dir", str(tmp_path)]
+    assert simulate(flags) == 0
+    light = json.loads((loop["sim"] / "summary.json").read_text())
+    heavy = json.loads((tmp_path / "sim" / "latest" / "summary.json").read_text())
+
+    def cell(summary: dict[str, Any]) -> dict[str, Any]:
+        [row] = [
+            r
+            for r in summary["latency"]
+            if (r["operation"], r["locality"], r["region"])
+            == ("session_validation", "same_region", "all")
+        ]
+        return row
+
+    at_light, at_busy = cell(light), cell(heavy)
+    # The load queues: the request's mean grows, and so does the sum of its steps.
+    assert at_busy["mean_ms"] - at_light["mean_ms"] > 0.3
+    waited = sum(at_busy["steps_mean_ms"].values()) - sum(at_light["steps_mean_ms"].values())
+    assert waited > 0.3
+    # The first step only computes: the load's wait is not in it (its CPU only falls with
+    # load, as CPU per request does here) but outside the steps and in the store's call.
+    first = "edge.handle"
+    assert at_busy["steps_mean_ms"][first] <= 1.25 * at_light["steps_mean_ms"][first]
+    grew = {
+        k: at_busy["steps_mean_ms"][k] - at_light["steps_mean_ms"].get(k, 0.0)
+        for k in at_busy["steps_mean_ms"]
+    }
+    # The loop's wait went to the time outside the steps and to the store's call (whose
+    # answer the coroutine waits to resume from), the load generator's to its own turns.
+    assert grew["app.untraced"] + grew["redis.get_session"] > 0.5
+    assert sum(grew.values()) == pytest.approx(waited)
+
+
 def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
     loop: dict[str, Path],
 ) -> None:
