@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import report.twin
 from loadgen.cli import main as loadtest
 from report.__main__ import main as report_main
 from report.browser import rendered_dom
@@ -1228,6 +1229,33 @@ def test_make_twin_runs_the_busy_check_in_one_command(
     names = [trace.name for trace in fig.data]
     for label in ("measured", "simulated", "given the runs' speed"):
         assert any(n.startswith(f"{label} session_validation same_region") for n in names)
+
+
+def test_make_twin_goes_on_to_the_prediction_when_the_diagnostic_cannot_run(
+    loop: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A diagnostic that fails (here a stand-in for `make simulate PACE=` refusing the
+    runs) costs the verdict its cause, not the prediction."""
+    real = report.twin.simulate
+
+    def no_pace(argv: list[str]) -> int:
+        return 2 if "--pace" in argv else real(argv)
+
+    monkeypatch.setattr(report.twin, "simulate", no_pace)
+    monkeypatch.setenv("AUTHSCALE_RUN_DIR", str(tmp_path / "run"))
+    flags = ["--profile", str(loop["profile"]), "--qps", "60", "--runs", "1"]
+    flags += ["--duration", "3", "--replications", "2", "--results-dir", str(tmp_path)]
+    assert twin(flags) == 0
+    out = capsys.readouterr().out
+    assert "the diagnostic's model failed (above); going on" in out
+    [sim] = [p for p in (tmp_path / "sim").iterdir() if p.name != "latest"]
+    assert json.loads((sim / "summary.json").read_text())["pace"]["source"] == "calibration"
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("authscale twin: verdict: the twin")
+    assert "diagnostic (" not in out.split("authscale twin: prediction (")[-1]
 
 
 def _judged(result: dict[str, Any], off: set[str]) -> dict[str, Any]:
