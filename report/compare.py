@@ -536,6 +536,8 @@ def compare(pair: Pair) -> dict[str, Any]:
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
         "cpu_per_request": speed,
         "core_waits": waits,
+        # The steps the server runs on its worker threads (the password hash).
+        "threaded_steps": sorted((pair.sim.get("calibration") or {}).get("threaded_steps") or {}),
         "slow_spells": spells,
         "machine_pace": paces,
         # The machine's pace the simulation replayed (make simulate PACE=), or None.
@@ -1099,10 +1101,25 @@ def _off_with_step(result: dict[str, Any], keys: set[tuple[str, str, str]]) -> s
             text += (
                 f"; most apart in {gap['step']}: {gap['simulated_mean_ms']:.2f} ms simulated, "
                 f"{gap['measured_mean_ms']:.2f} measured"
-            )
+            ) + _threads_wait(result, gap["step"])
         others = [r["region"] for r in rows if r is not head]
         said.append(text + (f"; also off in {', '.join(others)})" if others else ")"))
     return "; ".join(said)
+
+
+def _threads_wait(result: dict[str, Any], step: str) -> str:
+    """For a step the server runs on its worker threads (the password hash), how long
+    those threads waited for a core per ms of their CPU, measured and in the model: what
+    makes such a step's time differ at the same CPU; '' for any other step."""
+    threaded = result.get("threaded_steps") or []
+    hashes = (result.get("core_waits") or {}).get("hashes") or {}
+    measured, modelled = hashes.get("per_cpu_ms"), hashes.get("simulated_per_cpu_ms")
+    if step not in threaded or measured is None or modelled is None:
+        return ""
+    return (
+        f"; its worker threads waited {measured:.2f} ms per ms of their CPU for a core, "
+        f"the model's {modelled:.2f}"
+    )
 
 
 def _off_keys(result: dict[str, Any]) -> set[tuple[str, str, str]]:

@@ -398,7 +398,15 @@ def _summary(
             {
                 **cal.model_dump(
                     mode="json",
-                    include={"run_id", "regions", "qps", "only_operation", "speed", "capacity_qps"},
+                    include={
+                        "run_id",
+                        "regions",
+                        "qps",
+                        "only_operation",
+                        "speed",
+                        "capacity_qps",
+                        "threaded_steps",
+                    },
                 ),
                 # What the model did to the fitted run's CPU times at this load.
                 "cpu_scale": cal.cpu_scale(ctx["qps"]),

@@ -1326,6 +1326,20 @@ def test_make_twins_verdict_tells_the_machines_drift_from_the_models_error(
     assert "the model misses" in held_by_luck[-1] and f"({ops[2]} " in held_by_luck[-1]
     assert "made up for the model's own error" in held_by_luck[-1]
     assert "made up" not in held[-1]
+    # A step the server runs on its worker threads (the password hash) gets their wait for a
+    # core beside the model's: what makes the step slower at the same CPU.
+    assert result["threaded_steps"] == ["edge.verify_password"]  # from the profile
+    hashed = _judged(result, {ops[1]})
+    hashed["rows"] = [
+        {**r, "step_gap": {"step": "edge.verify_password", "simulated_mean_ms": 30.0,
+                           "measured_mean_ms": 36.7}} if r["operation"] == ops[1] else r
+        for r in hashed["rows"]
+    ]  # fmt: skip
+    hashed["core_waits"] = {"hashes": {"per_cpu_ms": 0.8, "simulated_per_cpu_ms": 0.47}}
+    line = twin_verdict(_judged(result, {ops[1]}), hashed)[-1]
+    assert "verify_password: 30.00 ms simulated, 36.70 measured; its worker threads waited " in line
+    assert "0.80 ms per ms of their CPU for a core, the model's 0.47" in line
+    assert "worker threads" not in both[-1]  # other steps: no such clause
     # Without the diagnostic nothing is blamed.
     alone = twin_verdict(_judged(result, {ops[0]}), None)
     assert len(alone) == 2 and "cannot be told from the machine's drift" in alone[-1]
