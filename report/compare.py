@@ -1193,8 +1193,8 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
         )
         + (
             f"; {len(offset)} of the {len(own)} are within {tol} in the prediction only "
-            "because the calibration's speed or pace made up for the model's own error there "
-            f"({speed_part})"
+            "because the calibration's speed or pace made up for the model's own error there"
+            + ("" if drift else f" ({speed_part})")
             if offset
             else ""
         )
