@@ -1053,14 +1053,18 @@ def run_comparison(
     return result
 
 
+def _off_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The judged cells outside the tolerance."""
+    return [r for r in result["rows"] if r.get("judged") and not r["within_tolerance"]]
+
+
 def cells_off(result: dict[str, Any]) -> list[str]:
     """Each judged cell outside the tolerance, as `operation locality region p50 +x % p90
     +y %`."""
     return [
         f"{r['operation']} {r['locality']} {r['region']} p50 {r['p50_error']:+.0%} "
         f"p90 {r['p90_error']:+.0%}"
-        for r in result["rows"]
-        if r.get("judged") and not r["within_tolerance"]
+        for r in _off_rows(result)
     ]
 
 
@@ -1123,11 +1127,7 @@ def _threads_wait(result: dict[str, Any], step: str) -> str:
 
 
 def _off_keys(result: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {
-        (r["operation"], r["locality"], r["region"])
-        for r in result["rows"]
-        if r.get("judged") and not r["within_tolerance"]
-    }
+    return {(r["operation"], r["locality"], r["region"]) for r in _off_rows(result)}
 
 
 def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -> list[str]:
@@ -1169,8 +1169,8 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
             f"error cannot be told from the machine's drift ({speed_part})"
         )
         return lines
-    own = _off_keys(diagnostic)
-    drift = _off_keys(predicted) - own
+    own, off = _off_keys(diagnostic), _off_keys(predicted)
+    drift = off - own
     if not own:
         lines.append(
             "verdict: the twin is off at this load because the machine ran at another speed "
@@ -1181,7 +1181,7 @@ def twin_verdict(predicted: dict[str, Any], diagnostic: dict[str, Any] | None) -
         return lines
     # Cells the prediction met that are off given the runs' own speed and pace: there the
     # calibration's speed or pace happened to make up for the model's own error.
-    offset = own - _off_keys(predicted)
+    offset = own - off
     lines.append(
         f"verdict: the model itself is off at this load in {len(own)} cell(s), even given "
         f"the runs' speed and pace: {_off_with_step(diagnostic, own)}"

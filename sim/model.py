@@ -122,7 +122,7 @@ class _Request(simpy.Event):
         "drawn",
         "extra",
         "hits",
-        "last_on_loop",
+        "last_awaited",
         "pending",
         "post",
         "route",
@@ -160,9 +160,9 @@ class _Request(simpy.Event):
         self.post: Stream | None = None
         self.attempts = 1
         self.drawn = 0.0  # the service drawn at a step `on_loop`
-        # The label the next wait for the loop is recorded under (see CompiledStep.on_loop;
-        # empty: the time outside the steps).
-        self.last_on_loop = ""
+        # The label of the last step that awaited: the next wait for the loop is recorded
+        # under it (see CompiledStep.on_loop; empty: the time outside the steps).
+        self.last_awaited = ""
 
 
 @dataclass(slots=True)
@@ -725,8 +725,9 @@ class SystemModel:
     ) -> None:
         """The request has had its service at the step's station; `pending` more ms follow."""
         queued = 0.0
-        if st.on_loop:
-            # The wait for the loop: from reaching it until the work was done, less the work.
+        if st.on_loop and request.spent is not None:
+            # The wait for the loop (traced requests only): from reaching it until the work
+            # was done, less the work.
             queued = max(now + pending - request.step_start - request.drawn, 0.0)
         if st.post is not None:
             pending += st.post()
@@ -737,11 +738,11 @@ class SystemModel:
                 request.hits[st.outcome] = st.hit_rate >= 1.0 or self._u() < st.hit_rate
             if request.spent is not None:
                 if queued:
-                    before = request.last_on_loop or f"app.untraced|{request.rtype.edge}"
+                    before = request.last_awaited or f"app.untraced|{request.rtype.edge}"
                     request.spent.append((before, queued))
                 request.spent.append((st.label, now + pending - request.step_start - queued))
                 if st.yields:
-                    request.last_on_loop = st.label
+                    request.last_awaited = st.label
             request.step += 1
             if st.retry and self._u() < st.retry:
                 if not self._retry(request, st):
