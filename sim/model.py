@@ -119,12 +119,13 @@ class _Request(simpy.Event):
 
     __slots__ = (
         "attempts",
-        "drawn",
+        "done_unqueued",
         "extra",
         "hits",
         "last_awaited",
         "pending",
         "post",
+        "queued",
         "route",
         "rtype",
         "spent",
@@ -159,7 +160,10 @@ class _Request(simpy.Event):
         self.extra = 0.0
         self.post: Stream | None = None
         self.attempts = 1
-        self.drawn = 0.0  # the service drawn at a step `on_loop`
+        # Traced requests at a step `on_loop`: when the visit would end had it not waited
+        # for the loop (its arrival plus its work), and the step's waits so far.
+        self.done_unqueued = 0.0
+        self.queued = 0.0
         # The label of the last step that awaited: the next wait for the loop is recorded
         # under it (see CompiledStep.on_loop; empty: the time outside the steps).
         self.last_awaited = ""
@@ -712,7 +716,7 @@ class SystemModel:
         station = request.station
         service = st.service()  # type: ignore[misc]
         if st.on_loop:
-            request.drawn = service
+            request.done_unqueued = now + service
         if station.deferred:  # type: ignore[union-attr]
             # A thread on the shared cores: the request goes on when its work is done.
             station.submit(service, lambda t: self._served(request, st, t))  # type: ignore[union-attr]
@@ -724,11 +728,10 @@ class SystemModel:
         self, request: _Request, st: CompiledStep, now: float, pending: float = 0.0
     ) -> None:
         """The request has had its service at the step's station; `pending` more ms follow."""
-        queued = 0.0
         if st.on_loop and request.spent is not None:
             # The wait for the loop (traced requests only): from reaching it until the work
-            # was done, less the work.
-            queued = max(now + pending - request.step_start - request.drawn, 0.0)
+            # was done, less the work; summed over a step's visits (`count`).
+            request.queued += max(now + pending - request.done_unqueued, 0.0)
         if st.post is not None:
             pending += st.post()
         request.pending = pending
@@ -737,6 +740,7 @@ class SystemModel:
             if st.outcome is not None:
                 request.hits[st.outcome] = st.hit_rate >= 1.0 or self._u() < st.hit_rate
             if request.spent is not None:
+                queued, request.queued = request.queued, 0.0
                 if queued:
                     before = request.last_awaited or f"app.untraced|{request.rtype.edge}"
                     request.spent.append((before, queued))

@@ -1387,6 +1387,16 @@ def test_the_models_wait_for_the_loop_is_counted_where_the_servers_clock_counts_
     # (how much of each depends on which thread the fixture's short runs found busiest).
     assert grew["app.untraced"] + grew["redis.get_session"] > 0.1
     assert sum(grew.values()) == pytest.approx(waited)
+    # A step the server runs twice in a request (a token response signs two tokens) keeps
+    # both visits' work: at light load about twice one visit's fitted CPU and rest.
+    sign = load_world(str(loop["profile"])).profile.steps["edge.sign_token"]
+    one = sign.cpu.mean_ms + sign.wait.mean_ms
+    [token] = [
+        r["steps_mean_ms"]["edge.sign_token"]
+        for r in light["latency"]
+        if (r["operation"], r["locality"], r["region"]) == ("token_issue", "same_region", "all")
+    ]
+    assert 1.6 * one < token < 2.4 * one
 
 
 def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
