@@ -16,6 +16,7 @@ from array import array
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,11 @@ class CompiledStep:
     # that awaited, or as outside the steps (`yields`: this step awaits).
     on_loop: bool = False
     yields: bool = False
+    # A step of the loop that only computes, run in the same visit as the step after it:
+    # the server's coroutine runs on from one to the next without giving the loop up, so
+    # it waits for the loop once, where the model would otherwise queue each step's CPU
+    # behind other requests' (`_Request.carry` holds its CPU until that visit).
+    joins_next: bool = False
 
 
 class _Request(simpy.Event):
@@ -119,6 +125,8 @@ class _Request(simpy.Event):
 
     __slots__ = (
         "attempts",
+        "carried",
+        "carry",
         "done_unqueued",
         "extra",
         "hits",
@@ -167,6 +175,11 @@ class _Request(simpy.Event):
         # The label of the last step that awaited: the next wait for the loop is recorded
         # under it (see CompiledStep.on_loop; empty: the time outside the steps).
         self.last_awaited = ""
+        # CPU of the steps that join the next one (CompiledStep.joins_next), to be served
+        # in its first visit; `carried`: how much that visit served, which its step's own
+        # time leaves out (it is booked under the steps that ran it).
+        self.carry = 0.0
+        self.carried = 0.0
 
 
 @dataclass(slots=True)
@@ -475,6 +488,13 @@ class SystemModel:
                 )  # fmt: skip
         for end, start in ends:  # indices only now: steps were inserted before them
             end.retry_to = next(k for k, c in enumerate(compiled) if c is start)
+        if self.app and self.faults is None:
+            for step_, next_ in pairwise(compiled):
+                step_.joins_next = (
+                    step_.on_loop and not step_.yields and step_.retry == 0.0
+                    and next_.on_loop and not next_.with_previous
+                    and next_.when is None and next_.share == 1.0
+                )  # fmt: skip
         return compiled
 
     def _conflicts(self, op: str, locality: str) -> float:
@@ -716,6 +736,10 @@ class SystemModel:
         station = request.station
         service = st.service()  # type: ignore[misc]
         if st.on_loop:
+            if request.carry:
+                service += request.carry
+                request.carried += request.carry
+                request.carry = 0.0
             request.done_unqueued = now + service
         if station.deferred:  # type: ignore[union-attr]
             # A thread on the shared cores: the request goes on when its work is done.
@@ -739,12 +763,15 @@ class SystemModel:
         if request.visits == 0:
             if st.outcome is not None:
                 request.hits[st.outcome] = st.hit_rate >= 1.0 or self._u() < st.hit_rate
+            carried, request.carried = request.carried, 0.0
             if request.spent is not None:
                 queued, request.queued = request.queued, 0.0
                 if queued:
                     before = request.last_awaited or f"app.untraced|{request.rtype.edge}"
                     request.spent.append((before, queued))
-                request.spent.append((st.label, now + pending - request.step_start - queued))
+                request.spent.append(
+                    (st.label, now + pending - request.step_start - queued - carried)
+                )
                 if st.yields:
                     request.last_awaited = st.label
             request.step += 1
@@ -801,6 +828,20 @@ class SystemModel:
                 i += 1
                 continue
             skipped = False
+            if st.joins_next:
+                cpu = st.service()  # type: ignore[misc]
+                for _ in range(st.count - 1):
+                    cpu += st.service()  # type: ignore[misc]
+                after = 0.0
+                if st.post is not None:
+                    for _ in range(st.count):
+                        after += st.post()
+                request.carry += cpu
+                pending += after
+                if spent is not None:
+                    spent.append((st.label, cpu + after))
+                i += 1
+                continue
             if not st.queued:
                 delay = st.delay
                 d = delay()  # type: ignore[misc]

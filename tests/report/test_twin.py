@@ -73,6 +73,7 @@ from scenarios.loader import calibrated_world
 from scenarios.results import TRACE_FORMAT, log_bins, run_started
 from server.security import HASH_THREADS
 from sim.cli import main as simulate
+from sim.model import RunConfig, SystemModel
 
 SIM = ["--workers", "1", "--quiet"]
 
@@ -1397,6 +1398,62 @@ def test_the_models_wait_for_the_loop_is_counted_where_the_servers_clock_counts_
         if (r["operation"], r["locality"], r["region"]) == ("token_issue", "same_region", "all")
     ]
     assert 1.6 * one < token < 2.4 * one
+
+
+def test_the_model_waits_for_the_loop_once_per_await_as_the_server_does(
+    loop: dict[str, Path],
+) -> None:
+    """A coroutine gives the loop up only where it awaits: the steps that only compute run
+    on into the next step without queueing again. The model must queue a request's CPU at
+    its server's loop once per await, plus once on arrival (the untraced part's visit
+    stands for the way in and out), not once per step: each extra visit waits behind the
+    other requests at load."""
+    world = load_world(str(loop["profile"]))
+    model = SystemModel(world, RunConfig("hybrid", 100.0, 1000.0, 0.0, 4, 1, 1, 0))
+    loop_visits: dict[str, list[str]] = {}
+    for rtype in model.types:
+        if rtype.edge == rtype.home:
+            loop_visits[rtype.operation] = [
+                c.label.split("|")[0] for c in rtype.steps if c.on_loop and not c.joins_next
+            ]
+    # The handler's checks run on into the first store call, both token signatures into
+    # the refresh token's write; the password hash hands off to a worker thread (an await).
+    assert loop_visits["session_validation"] == [
+        "redis.get_session", "crdb.read_session", "redis.set_session", "app.untraced",
+    ]  # fmt: skip
+    assert loop_visits["userinfo"] == [
+        "redis.get_user_check_revoked", "crdb.read_user_check_revoked", "redis.set_user",
+        "app.untraced",
+    ]  # fmt: skip
+    assert loop_visits["token_issue"] == [
+        "redis.rate_limit", "redis.consume_code", "redis.check_dpop_jti",
+        "crdb.write_refresh_token", "app.untraced",
+    ]  # fmt: skip
+    assert "edge.verify_password" in loop_visits["login"]
+    # At load the traced requests' steps, joined ones included, still add up to each
+    # request's latency, and the joined steps keep their own time.
+    sums: list[tuple[float, float]] = []
+
+    class Traced(SystemModel):
+        def _record(self, t0: float, cell: int, latency: float, spent: Any) -> None:
+            if spent is not None:
+                sums.append((latency, sum(ms for _, ms in spent)))
+            super()._record(t0, cell, latency, spent)
+
+    busy = round(0.85 * world.profile.calibration.capacity_qps)
+    model = Traced(world, RunConfig("hybrid", busy, 6000.0, 500.0, 4, 1, 1, 0))
+    model.run()
+    assert len(sums) > 100
+    latency, booked = np.array(sums).T
+    np.testing.assert_allclose(booked, latency, rtol=1e-9, atol=1e-6)
+    i = model.cells.index(("userinfo", "same_region", "ap-ne"))
+    verify = world.profile.steps["edge.verify_token"]
+    booked_verify = sum(
+        ms for (c, label), ms in model.step_ms.items()
+        if c == i and label.startswith("edge.verify_token|")
+    ) / model.traced[i]  # fmt: skip
+    assert booked_verify > 0
+    assert booked_verify < 1.5 * (verify.cpu.mean_ms + verify.wait.mean_ms)
 
 
 def test_make_twin_defaults_to_70_percent_of_the_profiles_capacity(
