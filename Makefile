@@ -88,8 +88,8 @@ ifneq ($(BUSY),0)
 endif
 
 RUNS ?= 3
-twin: $(STAMP) ## after make calibrate, the check at 70 % of capacity: RUNS=3 traced load runs of DURATION=60 s, the model of REPLICATIONS=8 as long given their speed (diagnostic) and from the calibration (prediction), each compared; the verdict says which a miss is [QPS=]
-	$(PY) -m report.twin --runs $(RUNS) $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPLICATIONS),--replications $(REPLICATIONS))
+twin: $(STAMP) ## after make calibrate, the check at 70 % of capacity: RUNS=3 traced load runs of DURATION=60 s, the model of REPLICATIONS=8 as long given their speed (diagnostic) and from the calibration (prediction), each compared; the verdict says which a miss is [QPS=] [STRICT=1: exit 3 on a miss]
+	$(PY) -m report.twin --runs $(RUNS) $(if $(QPS),--qps $(QPS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPLICATIONS),--replications $(REPLICATIONS)) $(if $(filter 1,$(STRICT)),--strict)
 
 compare: $(STAMP) ## newest PROFILE=local simulation against the load runs of its load since calibrating, pooled: [SIM_RUN=dir] [LOAD_RUN=dir,dir]
 	$(PY) -m report.compare $(if $(SIM_RUN),--sim $(SIM_RUN)) $(if $(LOAD_RUN),--load $(LOAD_RUN))

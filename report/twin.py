@@ -130,9 +130,10 @@ def _model(check: Check, results: Path, pace: str = "") -> Path | None:
     return (results / "sim" / "latest").resolve()
 
 
-def run(check: Check, results: Path) -> int:
-    """Run `check`, writing under `results`: 0 when it ran to its verdict (met or not), 1
-    after a failed load run or model, 2 when the comparison could not be made."""
+def run(check: Check, results: Path, strict: bool = False) -> int:
+    """Run `check`, writing under `results`: 0 when it ran to its verdict (met or not, or
+    met only with `strict`), 1 after a failed load run or model, 2 when the comparison
+    could not be made, 3 with `strict` when the prediction missed the goal."""
     print(f"authscale twin: {check.said()}", flush=True)
     note = stale_note(check)
     if note:
@@ -173,6 +174,9 @@ def run(check: Check, results: Path) -> int:
     print()
     for line in twin_verdict(predicted, diagnostic):
         print(f"authscale twin: {line}")
+    if strict and not predicted["goal_met"]:
+        print("authscale twin: the prediction missed the goal (STRICT=1): exit 3", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -184,6 +188,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", default="60", help="seconds per load run (and per replication)")
     p.add_argument("--replications", default="8", help="the model's runs of the same length")
     p.add_argument("--results-dir", default=os.environ.get("AUTHSCALE_RESULTS", "results"))
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when the prediction misses the goal (for CI-style use; default: 0)",
+    )
     return p.parse_args(argv)
 
 
@@ -194,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except TwinError as exc:
         print(f"authscale twin: error: {exc}", file=sys.stderr)
         return 2
-    return run(check, Path(args.results_dir))
+    return run(check, Path(args.results_dir), args.strict)
 
 
 if __name__ == "__main__":

@@ -1259,6 +1259,29 @@ def test_make_twin_goes_on_to_the_prediction_when_the_diagnostic_cannot_run(
     assert "diagnostic (" not in out.split("authscale twin: prediction (")[-1]
 
 
+def test_make_twin_strict_exits_3_on_a_missed_prediction(
+    loop: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STRICT=1 (CI-style use): a prediction that misses the goal is a failure; without it
+    the check ran to its verdict, which is what the exit code says. The load runs, models
+    and comparisons are stand-ins here (the tests above run the real ones)."""
+
+    def one_run(argv: list[str]) -> int:
+        (tmp_path / "load" / "latest").mkdir(parents=True, exist_ok=True)
+        return 0
+
+    monkeypatch.setattr(report.twin, "loadtest", one_run)
+    monkeypatch.setattr(report.twin, "_model", lambda check, results, pace="": tmp_path)
+    monkeypatch.setattr(report.twin, "twin_verdict", lambda predicted, diagnostic: ["verdict"])
+    check = twin_plan(twin_args(["--profile", str(loop["profile"]), "--runs", "1"]))
+    for met, strict, code in ((False, True, 3), (False, False, 0), (True, True, 0)):
+        monkeypatch.setattr(
+            report.twin, "run_comparison", lambda *a, met=met, **k: {"goal_met": met}
+        )
+        assert report.twin.run(check, tmp_path, strict=strict) == code
+    assert twin_args(["--strict"]).strict and not twin_args([]).strict
+
+
 def _judged(result: dict[str, Any], off: set[str]) -> dict[str, Any]:
     """`result` with every row judged, those of the operations `off` outside the tolerance."""
     rows = [
