@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -44,7 +45,25 @@ from server.stack import Stack
 
 PERCENTILES = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# How busy the machine is with the stack idle, before a traced run: the median of short
+# windows, so that a burst in one (a store's checkpoint, a process still starting) does not
+# pass for what the machine keeps busy with; the windows go in the summary.
 IDLE_SAMPLE_S = 3.0
+IDLE_WINDOWS = 6
+
+
+def idle_busy_windows(seconds: float, windows: int) -> list[float]:
+    """Cores' worth of CPU the whole machine was busy with (/proc/stat) in each of
+    `windows` back-to-back windows over `seconds`."""
+    each = seconds / windows
+    out = []
+    last = machine_busy_s()
+    for _ in range(windows):
+        time.sleep(each)
+        now = machine_busy_s()
+        out.append(round((now - last) / each, 4))
+        last = now
+    return out
 
 
 class UsageError(Exception):
@@ -200,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 driver.start()
         seeded = seed_users(database_url, config["regions"], config["identities_per_region"])
         if config["trace"]:  # calibration: how busy the machine is with the stack idle
-            before = machine_busy_s()
-            time.sleep(IDLE_SAMPLE_S)
-            config["idle_busy_cores"] = round((machine_busy_s() - before) / IDLE_SAMPLE_S, 4)
+            windows = idle_busy_windows(IDLE_SAMPLE_S, IDLE_WINDOWS)
+            config["idle_busy_windows"] = windows
+            config["idle_busy_cores"] = round(float(statistics.median(windows)), 4)
         what = (
             f"open-loop users send {config['qps']:g} QPS; start and stop in the web UI"
             if config["web"]
@@ -443,6 +462,7 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         "stores_cpu_s": _rounded(rec.server_counts.get(STORES_CPU)),
         "machine_window_s": round(rec.server_counts.get(WALL, 0.0), 3),
         "machine_idle_busy_cores": config.get("idle_busy_cores"),
+        "machine_idle_busy_windows": config.get("idle_busy_windows"),
         "machine_cores": os.cpu_count(),
         # The cores' own pace over the measured window (loadgen.pace): a fixed piece of
         # Python's CPU time, its spread, and the share of pieces slowed by half or more.

@@ -230,13 +230,29 @@ def _step_samples(trace: dict[str, Any]) -> dict[str, tuple[list[float], list[fl
     return out
 
 
-def machine_cpu_per_request(summary: dict[str, Any]) -> float | None:
+def idle_busy_cores(summaries: list[dict[str, Any]]) -> float:
+    """Cores' worth of CPU the machine is busy with, stack idle, beyond the load: the
+    median of what the calibration's runs each measured before their load started (each
+    a few seconds, which a burst can throw off: one such sample put 0.25 cores where its
+    run's own CPU left 0.03 for the rest, and the model of 70 % load that ran 8 % busier
+    than the machine missed every cell); 0 where none measured it."""
+    values = [
+        float(s["machine_idle_busy_cores"])
+        for s in summaries
+        if s.get("machine_idle_busy_cores") is not None
+    ]
+    return round(float(np.median(values)), 4) if values else 0.0
+
+
+def machine_cpu_per_request(summary: dict[str, Any], idle: float | None = None) -> float | None:
     """The machine's CPU per request offered (/proc/stat, every process on it) beyond what
-    it was busy with before the load started; None where the run did not record it."""
+    it was busy with before the load started (`idle` cores; default: the run's own
+    sample); None where the run did not record it."""
     offered = offered_requests(summary)
     if not (summary.get("machine_busy_s") and summary.get("machine_window_s") and offered):
         return None
-    idle = summary.get("machine_idle_busy_cores") or 0.0
+    if idle is None:
+        idle = summary.get("machine_idle_busy_cores") or 0.0
     load_busy = summary["machine_busy_s"] - idle * summary["machine_window_s"]
     return round(1000.0 * max(load_busy, 0.0) / offered, 4) or None
 
@@ -249,8 +265,11 @@ RUNQUEUE_WAITS = (
 )
 
 
-def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """A run's CPU per request offered, as a `[[calibration.speed]]` point."""
+def speed_point(
+    summary: dict[str, Any], config: dict[str, Any], idle: float | None = None
+) -> dict[str, Any]:
+    """A run's CPU per request offered, as a `[[calibration.speed]]` point (the machine's
+    beyond `idle` cores, see machine_cpu_per_request)."""
     cpu = run_cpu_per_request(summary)
     if cpu["servers"] is None or cpu["load_generator"] is None:
         raise CalibrationError(
@@ -262,7 +281,7 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
         "servers_cpu_ms_per_request": cpu["servers"],
         "load_generator_cpu_ms_per_request": cpu["load_generator"],
     }
-    machine = machine_cpu_per_request(summary)
+    machine = machine_cpu_per_request(summary, idle)
     if machine is not None:
         point["machine_cpu_ms_per_request"] = machine
     # The stack's own processes, read directly: the stores, and the servers' threads
@@ -290,7 +309,9 @@ def speed_point(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, An
 THREADED_STEPS = {"edge.verify_password": HASH_THREADS}
 
 
-def machine_lines(summary: dict[str, Any], trace: dict[str, Any]) -> list[str]:
+def machine_lines(
+    summary: dict[str, Any], trace: dict[str, Any], idle: float, idle_source: str
+) -> list[str]:
     """The `[calibration]` lines that let the model share the machine's cores: how many
     it had, what was busy before the load, the steps run on worker threads and their CPU
     per request offered (their whole rest, taken as CPU: the hash is all computation)."""
@@ -312,7 +333,8 @@ def machine_lines(summary: dict[str, Any], trace: dict[str, Any]) -> list[str]:
     hops = 2.0 + stores / len(answered) if answered else 0.0
     return [
         f"cores = {int(cores)}",
-        f"idle_busy_cores = {round(float(summary.get('machine_idle_busy_cores') or 0.0), 4)!r}",
+        f"idle_busy_cores = {idle!r}",
+        f"idle_busy_source = {json.dumps(idle_source)}",
         "threaded_steps = { " + ", ".join(f'"{k}" = {v}' for k, v in THREADED_STEPS.items()) + " }",
         f"threaded_cpu_ms_per_request = {round(max(per_request, 0.0), 4)!r}",
         f"hops_per_request = {round(hops, 4)!r}",
@@ -420,7 +442,7 @@ def carried_qps(limit_ms_per_s: float, cost_ms: Callable[[np.ndarray], np.ndarra
     return float(grid[over[0] - 1]) if over.size and over[0] > 0 else float(grid[-1])
 
 
-def busier_run(run: Path, fitted: dict[str, Any]) -> dict[str, Any]:
+def busier_run(run: Path, fitted: dict[str, Any], idle: float | None = None) -> dict[str, Any]:
     """The speed point of `run`, a traced run of the same stack and mix as the fitted one
     at another load, or a clear error."""
     summary_path = run / "summary.json"
@@ -443,7 +465,7 @@ def busier_run(run: Path, fitted: dict[str, Any]) -> dict[str, Any]:
         why = f"it ran the fitted run's own load ({fitted['qps']} QPS)"
     if why:
         raise CalibrationError(f"{run} cannot add a speed point: {why}")
-    return speed_point(summary, config)
+    return speed_point(summary, config, idle)
 
 
 def outside_cpu_ms(summary: dict[str, Any], trace: dict[str, Any]) -> float:
@@ -665,8 +687,18 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     """Fit the profile from `run` and write it to `out`, with the CPU per request of `run`
     and of each busier run in `speed_runs`; returns what it found."""
     summary, config, trace = load_run(run)
-    speed = [speed_point(summary, config)]
-    speed += [busier_run(other, config) for other in speed_runs]
+    # What the machine keeps busy with beyond the load: the median of every run's sample.
+    sampled = [summary] + [
+        json.loads(p.read_text()) for o in speed_runs if (p := o / "summary.json").is_file()
+    ]
+    idle = idle_busy_cores(sampled)
+    idle_source = "the median of the idle stack's /proc/stat before the load of " + ", ".join(
+        f"run {s.get('run_id')} ({s['machine_idle_busy_cores']:g})"
+        for s in sampled
+        if s.get("machine_idle_busy_cores") is not None
+    )
+    speed = [speed_point(summary, config, idle)]
+    speed += [busier_run(other, config, idle) for other in speed_runs]
     speed.sort(key=lambda p: p["qps"])
     world = load_world("seed")
     run_id = summary["run_id"]
@@ -780,8 +812,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
     # worker threads, Redis, PostgreSQL, the load generator itself); what it was busy with
     # before the load started is not the load's and leaves fewer cores for it.
     capacity, binding = loop_capacity, "the servers' event loops"
-    idle = summary.get("machine_idle_busy_cores") or 0.0
-    machine_ms = machine_cpu_per_request(summary)
+    machine_ms = machine_cpu_per_request(summary, idle)
     cores = (summary.get("machine_cores") or 1) - idle
     if machine_ms and cores * 1000.0 / machine_ms < capacity:
         capacity, binding = cores * 1000.0 / machine_ms, "the machine's cores"
@@ -838,7 +869,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         + by_load
         + f"; {binding} bind first"
     )
-    machine = machine_lines(summary, trace)
+    machine = machine_lines(summary, trace, idle, idle_source)
 
     def render(rest_scale: dict[str, dict[str, Any]] | None) -> str:
         return _render(

@@ -196,8 +196,10 @@ class Calibration(_Frozen):
     # With it, the cores are shared as the kernel does (sim.cores.FairCorePool); without
     # it, in equal shares (processor sharing).
     scheduler: Scheduler | None = None
-    # Cores' worth of CPU the machine was busy with before the load started.
+    # Cores' worth of CPU the machine was busy with before the load started (the median
+    # of the calibration's runs' samples), and which runs' samples those were.
     idle_busy_cores: float = Field(default=0.0, ge=0)
+    idle_busy_source: str = ""
     # Steps whose measured rest is CPU in a pool of the server's worker threads (the
     # password hash), with the pool's threads per server process, and what that CPU came
     # to per request offered in the fitted run.
