@@ -234,7 +234,7 @@ def idle_busy_cores(summaries: list[dict[str, Any]]) -> float:
     """Cores' worth of CPU the machine is busy with, stack idle, beyond the load: the
     median of what the calibration's runs each measured before their load started (each
     a few seconds, which a burst can throw off: one such sample put 0.25 cores where its
-    run's own CPU left 0.03 for the rest, and the model of 70 % load that ran 8 % busier
+    run's own CPU left 0.08 for the rest, and the model of 70 % load that ran 8 % busier
     than the machine missed every cell); 0 where none measured it."""
     values = [
         float(s["machine_idle_busy_cores"])
