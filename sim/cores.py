@@ -35,6 +35,8 @@ from typing import Any
 import simpy
 
 Done = Callable[[float], None]
+# Asked as a thread's piece of work ends: its next piece (work_ms, done), or None to sleep.
+Follow = Callable[[], "tuple[float, Done | None] | None"]
 HAND_OFFS = "hand-offs"  # the owner of the requests' own visits to the cores
 _EPS_MS = 1e-9
 # Linux's sysctl_sched_migration_cost: a thread that ran this recently is cache-hot and is
@@ -61,7 +63,7 @@ class CorePool:
         self.name = name
         self.servers = cores
         self.cores = float(cores)
-        self._jobs: list[list[Any]] = []  # [remaining ms of work, done, owner]
+        self._jobs: list[list[Any]] = []  # [remaining ms of work, done, owner, follow]
         self._at = 0.0  # the time the remaining work was last brought up to date
         self._plan = 0  # the pending completion event's number; older ones are stale
         self._firing = False
@@ -91,19 +93,35 @@ class CorePool:
             self.busy_ms += done * n
         self._at = now
 
-    def run(self, work_ms: float, done: Done | None, owner: str = "", entity: Any = None) -> None:
+    def run(
+        self,
+        work_ms: float,
+        done: Done | None,
+        owner: str = "",
+        entity: Any = None,
+        follow: Follow | None = None,
+    ) -> None:
         """Start `work_ms` of CPU now for `owner`; `done(t)` is called when it is done.
-        (`entity`, the thread it runs on, matters to schedulers that remember threads.)"""
+        (`entity`, the thread it runs on, matters to schedulers that remember threads.)
+
+        `follow`, when given, is asked as the work ends for the thread's next piece: a
+        `(work_ms, done)` that was queued for the thread while it ran or waited, which the
+        thread then runs without going to sleep (a busy event loop takes its next ready
+        callback without waiting in epoll), or None when it has nothing left and sleeps.
+        Only the finished piece's `done` is called then, after the next piece began."""
         now = self.env.now
         self._catch_up(now)
         self.served += 1
         if self.pace is not None:
             work_ms *= self.pace(now)
         if work_ms <= 0.0:
+            nxt = follow() if follow is not None else None
+            if nxt is not None:
+                self.run(nxt[0], nxt[1], owner, entity, follow)
             if done is not None:
                 done(now)
             return
-        self._jobs.append([work_ms, done, owner])
+        self._jobs.append([work_ms, done, owner, follow])
         if not self._firing:
             self._replan(now)
 
@@ -137,7 +155,11 @@ class CorePool:
         self._jobs = [job for job in self._jobs if job[0] > _EPS_MS]
         self._firing = True
         try:
-            for _, done, _ in finished:
+            for _, done, owner, follow in finished:
+                nxt = follow() if follow is not None else None
+                if nxt is not None:
+                    # (processor sharing has no wake-up to save: the next piece just runs)
+                    self.run(nxt[0], nxt[1], owner, follow=follow)
                 if done is not None:
                     done(now)
         finally:
@@ -191,21 +213,26 @@ class CoreThread:
     def _start(self, work_ms: float, done: Done | None) -> None:
         self._running += 1
         thread = self._threads.pop() if self._threads else self.pool.entity()
+        work_ms, done = self._piece(work_ms, done)
+        self.pool.run(work_ms, done, self.group, thread, follow=lambda: self._next(thread))
+
+    def _piece(self, work_ms: float, done: Done | None) -> tuple[float, Done | None]:
+        """The piece as the pool runs it: in `turn` mode its customer is let go as it
+        starts, and nothing waits for its end."""
         if self.turn:
             if done is not None:
                 done(self.pool.env.now)
-            self.pool.run(work_ms, lambda t: self._finished(t, None, thread), self.group, thread)
-        else:
-            self.pool.run(work_ms, lambda t: self._finished(t, done, thread), self.group, thread)
+            return work_ms, None
+        return work_ms, done
 
-    def _finished(self, t: float, done: Done | None, thread: Any) -> None:
+    def _next(self, thread: Any) -> tuple[float, Done | None] | None:
+        """The thread's piece has ended: it goes on with the next in line without sleeping
+        (before the ended piece's `done` can queue anything behind it), or sleeps."""
+        if self._queue:
+            return self._piece(*self._queue.popleft())
         self._running -= 1
         self._threads.append(thread)
-        if self._queue:
-            # The next in line starts before `done` can queue anything behind it.
-            self._start(*self._queue.popleft())
-        if done is not None:
-            done(t)
+        return None
 
     def utilisation(self, elapsed_ms: float) -> float:
         return self.busy_ms / (elapsed_ms * self.servers) if elapsed_ms > 0 else 0.0
@@ -233,7 +260,7 @@ class _Entity:
         self.v = 0.0  # virtual runtime: ms of CPU (every thread weighs the same)
         self.lag = 0.0  # how far behind its core's average it went to sleep
         self.d = 0.0  # virtual deadline
-        self.job: list[Any] | None = None  # [remaining ms, done, owner, since]
+        self.job: list[Any] | None = None  # [remaining ms, done, owner, since, follow]
         self.core = -1  # the core it runs on, -1 when waiting or asleep
         self.cpu = -1  # the core whose run queue it is on (or was, asleep); -1: never ran
         self.recent = -1  # the core it was on when it last woke (recent_used_cpu)
@@ -292,7 +319,12 @@ class _KernelPool(CorePool):
         return True
 
     def _begin(
-        self, work_ms: float, done: Done | None, owner: str, entity: _Entity | None
+        self,
+        work_ms: float,
+        done: Done | None,
+        owner: str,
+        entity: _Entity | None,
+        follow: Follow | None = None,
     ) -> _Entity | None:
         """The thread that is to run `work_ms` now, its job set; None when there is no
         work (`done` has been called)."""
@@ -301,14 +333,41 @@ class _KernelPool(CorePool):
         if self.pace is not None:
             work_ms *= self.pace(now)
         if work_ms <= 0.0:
+            nxt = follow() if follow is not None else None
+            if nxt is not None:
+                self.run(nxt[0], nxt[1], owner, entity, follow)
             if done is not None:
                 done(now)
             return None
         e = entity if entity is not None else _Entity()
         if e.job is not None:
             raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
-        e.job = [work_ms, done, owner, now]
+        e.job = [work_ms, done, owner, now, follow]
         return e
+
+    def _continued(self, core: int, e: _Entity, ran: float, now: float) -> bool:
+        """Whether the thread whose piece just ended on `core` goes on with its next one
+        (its `follow`, see CorePool.run) on the same core, as the kernel sees it: no sleep,
+        no wake-up, no new pick; it keeps its deadline and its protection, and the tick
+        and wake-ups preempt it as before. The ended piece's `done` is called here."""
+        job = e.job
+        assert job is not None
+        nxt = job[4]() if job[4] is not None else None
+        if nxt is None:
+            return False
+        work_ms, done = nxt
+        self.served += 1
+        if self.pace is not None:
+            work_ms *= self.pace(now)
+        e.v += ran
+        e.started = now
+        e.job = [max(work_ms, 0.0), done, job[2], now, job[4]]
+        self._token[core] += 1
+        token = self._token[core]
+        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+        if job[1] is not None:
+            job[1](now)
+        return True
 
     def _account(self, e: _Entity, ran: float) -> None:
         assert e.job is not None
@@ -410,11 +469,31 @@ class FairCorePool(_KernelPool):
         name: str = "machine/cores",
         *,
         migration_cost_ms: float = MIGRATION_COST_MS,
+        busy_wake_share: float | None = None,
+        idle_pull_share: float | None = None,
+        chance: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(env, cores, slice_ms, tick_ms, name)
         if migration_cost_ms < 0:
             raise ValueError(f"{name}: the migration cost cannot be negative ({migration_cost_ms})")
+        for label, share in (
+            ("busy_wake_share", busy_wake_share),
+            ("idle_pull_share", idle_pull_share),
+        ):
+            if share is not None and not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name}: {label} must lie in [0, 1], got {share}")
+        if (busy_wake_share is not None or idle_pull_share is not None) and chance is None:
+            raise ValueError(f"{name}: measured shares need a source of chance (U(0, 1) draws)")
         self.migration_cost_ms = migration_cost_ms
+        self.busy_wake_share = busy_wake_share
+        self.idle_pull_share = idle_pull_share
+        self._chance = chance
+        # The two decisions the shares stand for, as this model made them (for comparing
+        # with the kernel's trace): a thread waking with its core busy and another idle
+        # (moved, stayed), a core going idle while a thread that is not cache-hot waits on
+        # another core's queue (pulled, left idle).
+        self.busy_wakes = [0, 0]
+        self.idle_pulls = [0, 0]
         self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
         self._delayed: list[list[_Entity]] = [[] for _ in range(cores)]  # asleep, on queue
         self._util = [0.0] * cores  # each core's PELT utilisation at _util_at
@@ -485,15 +564,20 @@ class FairCorePool(_KernelPool):
         e.recent = prev
         if prev >= 0 and self._runnable(prev) == 0:
             return prev
-        if recent >= 0 and recent != prev and self._runnable(recent) == 0:
-            return recent
         if prev < 0:
             return min(range(n), key=self._runnable)
-        if self._scans(now):
-            idle = [c for c in range(n) if self._runnable(c) == 0]
-            if idle:
-                return idle[0]
-        return prev
+        idle = [c for c in range(n) if self._runnable(c) == 0]
+        if self.busy_wake_share is not None:
+            # As measured: the share of such wake-ups the kernel sent to an idle core.
+            assert self._chance is not None
+            core = idle[0] if idle and self._chance() < self.busy_wake_share else prev
+        elif recent >= 0 and recent != prev and self._runnable(recent) == 0:
+            core = recent
+        else:
+            core = idle[0] if idle and self._scans(now) else prev
+        if idle:
+            self.busy_wakes[core == prev] += 1
+        return core
 
     def _utilisation(self, core: int, now: float) -> float:
         """The core's PELT utilisation now (brought up to date)."""
@@ -550,11 +634,33 @@ class FairCorePool(_KernelPool):
             return True
         return False
 
+    def _pulled_on_idle(self, core: int, now: float) -> bool:
+        """Newidle balancing: `core`, out of work, pulls a thread that is not cache-hot
+        from another core's queue; with a measured `idle_pull_share`, only that share of
+        the times there is one to pull."""
+        movable = any(
+            not self._hot(e, now) for c, q in enumerate(self._queues) if c != core for e in q
+        )
+        if not movable:
+            return False
+        if self.idle_pull_share is not None:
+            assert self._chance is not None
+            if self._chance() >= self.idle_pull_share:
+                self.idle_pulls[1] += 1
+                return False
+        self.idle_pulls[0] += 1
+        return self._pull(core, now)
+
     # -- running work ------------------------------------------------------------------
     def run(
-        self, work_ms: float, done: Done | None, owner: str = "", entity: _Entity | None = None
+        self,
+        work_ms: float,
+        done: Done | None,
+        owner: str = "",
+        entity: _Entity | None = None,
+        follow: Follow | None = None,
     ) -> None:
-        e = self._begin(work_ms, done, owner, entity)
+        e = self._begin(work_ms, done, owner, entity, follow)
         if e is None:
             return
         now = self.env.now
@@ -598,7 +704,7 @@ class FairCorePool(_KernelPool):
         """Give `core` the next of its queue; a core left without one pulls from another
         (newidle balancing), or goes idle."""
         self._utilisation(core, now)  # what it was doing until now
-        if not self._queues[core] and not self._pull(core, now):
+        if not self._queues[core] and not self._pulled_on_idle(core, now):
             self._settle_delayed(core, now, idle=True)
             return
         self._settle_delayed(core, now)
@@ -612,6 +718,8 @@ class FairCorePool(_KernelPool):
         if ending is None:
             return
         e, ran, now = ending
+        if self._continued(core, e, ran, now):
+            return
         # Its lag, against the average of its core's runnable threads, itself included.
         avg = self._average(core, now)
         e.v += ran
@@ -697,9 +805,14 @@ class SharedFairCorePool(_KernelPool):
 
     # -- running work ------------------------------------------------------------------
     def run(
-        self, work_ms: float, done: Done | None, owner: str = "", entity: _Entity | None = None
+        self,
+        work_ms: float,
+        done: Done | None,
+        owner: str = "",
+        entity: _Entity | None = None,
+        follow: Follow | None = None,
     ) -> None:
-        e = self._begin(work_ms, done, owner, entity)
+        e = self._begin(work_ms, done, owner, entity, follow)
         if e is None:
             return
         now = self.env.now
@@ -743,6 +856,8 @@ class SharedFairCorePool(_KernelPool):
         if ending is None:
             return
         e, ran, now = ending
+        if self._continued(core, e, ran, now):
+            return
         e.v += ran
         job, e.job = e.job, None
         assert job is not None

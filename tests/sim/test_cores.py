@@ -370,3 +370,110 @@ def test_per_core_sleeper_keeps_the_credit_it_earns_while_asleep_on_its_queue() 
     env.run(until=20.0)
     assert done == pytest.approx([2.4, 3.6])
     assert pool.wait_by.get("w", 0.0) == pytest.approx(0.0)
+
+
+def _piece_ends(pool_of: Callable[[simpy.Environment], Any]) -> tuple[list[float], float]:
+    """A thread given three 1 ms pieces at once, and another thread waking at 0.1 ms with
+    0.1 ms of work on the same single core: when the pieces and the other thread end."""
+    env = simpy.Environment()
+    pool = pool_of(env)
+    loop, other = CoreThread("loop", pool), CoreThread("other", pool)
+    ends: list[float] = []
+    other_end: list[float] = []
+    for _ in range(3):
+        loop.submit(1.0, ends.append)
+    _at(env, 0.1, lambda: other.submit(0.1, other_end.append))
+    env.run()
+    return ends, other_end[0]
+
+
+def test_a_thread_with_work_queued_goes_on_without_sleeping() -> None:
+    """A busy event loop takes its next ready callback without waiting in epoll: the
+    kernel sees no sleep and no wake-up between its pieces, so a thread queued behind it
+    gets the core at a tick (once the loop's slice is used) or when the loop runs out of
+    work, not at the loop's first piece's end as if the loop had slept there (1.1 ms)."""
+    for pool in (FairCorePool, SharedFairCorePool):
+        ends, other = _piece_ends(lambda env, pool=pool: pool(env, 1, slice_ms=1.4, tick_ms=4.0))
+        assert ends == pytest.approx([1.0, 2.0, 3.0])
+        assert other == pytest.approx(3.1)
+    # With a tick inside the loop's run, the other thread gets the core there.
+    ends, other = _piece_ends(lambda env: FairCorePool(env, 1, slice_ms=1.4, tick_ms=1.5))
+    assert other == pytest.approx(1.6)
+    assert ends == pytest.approx([1.0, 2.1, 3.1])
+    # Processor sharing has no wake-ups: the pieces share the core with the other thread.
+    ends, other = _piece_ends(lambda env: CorePool(env, 1))
+    assert ends == pytest.approx([1.1, 2.1, 3.1])
+    assert other == pytest.approx(0.3)
+
+
+def test_zero_work_pieces_hand_the_thread_on_to_the_next() -> None:
+    env = simpy.Environment()
+    pool = FairCorePool(env, 1, slice_ms=1.4, tick_ms=4.0)
+    loop = CoreThread("loop", pool)
+    ends: list[float] = []
+    loop.submit(1.0, ends.append)
+    loop.submit(0.0, ends.append)
+    loop.submit(1.0, ends.append)
+    env.run()
+    assert ends == pytest.approx([1.0, 1.0, 2.0])
+    woke = env.now
+    loop.submit(1.0, ends.append)  # the thread is free again: it wakes for this one
+    env.run()
+    assert ends[-1] == pytest.approx(woke + 1.0)
+
+
+def _busy_wake_end(share: float | None) -> tuple[float, list[int]]:
+    """A thread that last ran on core 0 wakes while a spinner holds core 0 and core 1 is
+    idle: when its 1 ms of work ends, and the pool's count of such wake-ups."""
+    env = simpy.Environment()
+    pool = FairCorePool(
+        env, 2, slice_ms=1.4, tick_ms=4.0, busy_wake_share=share, chance=lambda: 0.5
+    )
+    t, spinner = CoreThread("t", pool), CoreThread("spin", pool)
+    end: list[float] = []
+    t.submit(0.1, None)  # core 0: both idle, the first
+    _at(env, 0.2, lambda: spinner.submit(100.0, None))  # core 0 again (nothing runs)
+    _at(env, 0.3, lambda: t.submit(1.0, end.append))
+    env.run(until=50)
+    return end[0], pool.busy_wakes
+
+
+def test_a_measured_share_decides_where_a_thread_with_a_busy_core_wakes() -> None:
+    stayed, counts = _busy_wake_end(0.0)
+    assert stayed == pytest.approx(5.0)  # queued behind the spinner until the tick
+    assert counts == [0, 1]
+    moved, counts = _busy_wake_end(1.0)
+    assert moved == pytest.approx(1.3)  # straight onto the idle core
+    assert counts == [1, 0]
+    with pytest.raises(ValueError, match="busy_wake_share"):
+        FairCorePool(simpy.Environment(), 2, 1.4, 4.0, busy_wake_share=1.5, chance=lambda: 0.5)
+    with pytest.raises(ValueError, match="source of chance"):
+        FairCorePool(simpy.Environment(), 2, 1.4, 4.0, idle_pull_share=0.5)
+
+
+def _idle_pull_end(share: float | None) -> tuple[float, list[int]]:
+    """Core 1 runs out of work at 2 ms while a thread that is not cache-hot waits behind a
+    spinner on core 0: when the waiting thread's 1 ms ends, and the pool's count of such
+    times a core went idle."""
+    env = simpy.Environment()
+    pool = FairCorePool(
+        env, 2, slice_ms=1.4, tick_ms=4.0, idle_pull_share=share, chance=lambda: 0.5
+    )
+    spinner, x, q = CoreThread("spin", pool), CoreThread("x", pool), CoreThread("q", pool)
+    end: list[float] = []
+    spinner.submit(100.0, None)  # core 0
+    x.submit(2.0, None)  # core 1
+    q.submit(1.0, end.append)  # a new thread: core 0's queue, behind the spinner
+    env.run(until=50)
+    return end[0], pool.idle_pulls
+
+
+def test_a_measured_share_decides_whether_a_core_going_idle_pulls() -> None:
+    left, counts = _idle_pull_end(0.0)
+    assert left == pytest.approx(5.0)  # pulled at the next tick (periodic balancing)
+    assert counts == [0, 1]
+    pulled, counts = _idle_pull_end(1.0)
+    assert pulled == pytest.approx(3.0)  # pulled as core 1 went idle
+    assert counts == [1, 0]
+    # Without a measured share, the kernel's rule: it pulls.
+    assert _idle_pull_end(None) == (pytest.approx(3.0), [1, 0])
