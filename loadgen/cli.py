@@ -14,11 +14,13 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loadgen import schedtrace
 from loadgen.faults import Action, FaultDriver, FaultError, plan, rate_segments
 from loadgen.identity import seed_users
 from loadgen.pace import pace_stats
@@ -38,7 +40,14 @@ from loadgen.servers import (
 )
 from scenarios import ScenarioError, load_world
 from scenarios.faults import load_scenario
-from scenarios.results import CLOCK_FILE, PACE_FILE, new_run_dir, point_latest, write_json
+from scenarios.results import (
+    CLOCK_FILE,
+    PACE_FILE,
+    SCHED_FILE,
+    new_run_dir,
+    point_latest,
+    write_json,
+)
 from scenarios.workload import OPERATIONS
 from server.infra import free_port
 from server.stack import Stack
@@ -298,6 +307,8 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
     env = {**os.environ, "AUTHSCALE_LOAD": str(run_dir / "load-config.json")}
     started = time.monotonic()
     helpers: list[subprocess.Popen[bytes]] = []
+    sched: dict[str, Any] = {}
+    tracer: threading.Thread | None = None
     probe = None
     if not config.get("web"):
         # The machine's pace beside the run (loadgen.pace), in a process of its own.
@@ -331,6 +342,20 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
                         stderr=subprocess.STDOUT,
                     )
                 )
+        if config.get("trace") and not config.get("web") and "pids" in config:
+            # The kernel's own scheduling decisions in the middle of the run (root only).
+            tracer = threading.Thread(
+                target=lambda: sched.update(
+                    schedtrace.record(
+                        Path(config["clock_file"]),
+                        config["duration_s"],
+                        config["pids"]["servers"],
+                        config["pids"]["stores"],
+                    )
+                ),
+                daemon=True,
+            )
+            tracer.start()
         if config.get("web"):
             print("authscale loadtest: Locust's web UI on http://127.0.0.1:8089 (Ctrl-C to stop)")
             done = subprocess.run(main_cmd, env=env, text=True)
@@ -349,6 +374,9 @@ def _run_locust(config: dict[str, Any], run_dir: Path) -> Recorder:
                 probe.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 probe.kill()
+    if tracer is not None:
+        tracer.join(timeout=schedtrace.TRACE_S + 10)
+        write_json(run_dir / SCHED_FILE, sched or {"unavailable": "the trace did not finish"})
     (run_dir / "locust.log").write_text(done.stdout + done.stderr)
     out = run_dir / "recorder.json"
     if not out.exists():
@@ -388,6 +416,11 @@ def _row(op: str, locality: str, region: str, hist: Any, errors: dict[str, int])
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def _kernel_scheduler(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / SCHED_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str, Any]:
@@ -467,6 +500,8 @@ def summarise(config: dict[str, Any], rec: Recorder, run_dir: Path) -> dict[str,
         # The cores' own pace over the measured window (loadgen.pace): a fixed piece of
         # Python's CPU time, its spread, and the share of pieces slowed by half or more.
         "machine_pace": pace_stats(run_dir, config["duration_s"]),
+        # The kernel's scheduling decisions mid-run (traced runs as root; loadgen.schedtrace).
+        "kernel_scheduler": _kernel_scheduler(run_dir),
         "measured_counts": measured,
         "latency": rows,
     }

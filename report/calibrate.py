@@ -410,11 +410,43 @@ def kernel_slice_ms(cores: int) -> tuple[float, str]:
         )
 
 
-def scheduler_lines(cores: int) -> list[str]:
+def kernel_moves(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The kernel's two measured shares of moves between cores (loadgen.schedtrace), over
+    the busiest of `summaries` whose run traced the scheduler (the share of a busy
+    core's wake-ups sent to an idle core depends on the load; the busiest run is nearest
+    the load the twin checks): {"busy_wake_share", "idle_pull_share", "moves_cores" (the
+    machine's cores then), "moves_source"}, or
+    None where no run could trace it (the model then follows the kernel's rules)."""
+    traced = [
+        s
+        for s in summaries
+        if (k := s.get("kernel_scheduler")) and k.get("busy_wake", {}).get("share") is not None
+    ]
+    if not traced:
+        return None
+    s = max(traced, key=lambda s: float(s.get("target_qps") or 0))
+    k = s["kernel_scheduler"]
+    wake, pull = k["busy_wake"], k["idle_pull"]
+    return {
+        "busy_wake_share": wake["share"],
+        "idle_pull_share": pull["share"] if pull["share"] is not None else None,
+        "moves_cores": s.get("machine_cores"),
+        "moves_source": (
+            f"the kernel's trace of {k['seconds']:g} s of run {s.get('run_id')} "
+            f"({float(s.get('target_qps') or 0):g} QPS; loadgen.schedtrace): of the stack's "
+            f"wake-ups with their core busy and another idle, {wake['moved']} of "
+            f"{wake['moved'] + wake['stayed']} went to the idle core; of the times a core went "
+            f"idle while a thread not cache-hot waited on another, it pulled one "
+            f"{pull['pulled']} of {pull['pulled'] + pull['left_idle']} times"
+        ),
+    }
+
+
+def scheduler_lines(cores: int, moves: dict[str, Any] | None = None) -> list[str]:
     """The `[calibration.scheduler]` table: the kernel's base slice (this process's, as
     /proc/self/sched or debugfs shows it; else Linux's default scaled by the CPUs: 0.75 ms
-    times 1 + log2 of up to 8) and the tick, measured by two processes spinning on one
-    core."""
+    times 1 + log2 of up to 8), the tick, measured by two processes spinning on one
+    core, and the kernel's measured shares of moves between cores (`kernel_moves`)."""
     slice_ms, slice_source = kernel_slice_ms(cores)
     tick = measure_tick_ms()
     tick_source = (
@@ -429,6 +461,8 @@ def scheduler_lines(cores: int) -> list[str]:
         "queues": "per_core",
         "source": f"slice: {slice_source}; tick: {tick_source}",
     }
+    if moves is not None:
+        table.update({k: v for k, v in moves.items() if v is not None})
     return ["[calibration.scheduler]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()), ""]
 
 
@@ -875,7 +909,7 @@ def calibrate(run: Path, out: Path, speed_runs: tuple[Path, ...] = ()) -> dict[s
         return _render(
             run_id, summary, config, regions, capacity, capacity_source, fits, untraced,
             prepare, client, hit_rates, shares, world, speed, machine, misses, rest_scale,
-            conflicts, sidecar_path(out).name if pace else None,
+            conflicts, sidecar_path(out).name if pace else None, kernel_moves(sampled),
         )  # fmt: skip
 
     # The cores' pace in each run, beside the profile: the model replays the nearest run's.
@@ -1059,6 +1093,7 @@ def _render(
     rest_scale: dict[str, dict[str, Any]] | None = None,
     conflicts: dict[str, dict[str, dict[str, Any]]] | None = None,
     pace_file: str | None = None,
+    moves: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "# Written by `make calibrate` from a traced load run of this machine's stack; do not",
@@ -1088,7 +1123,7 @@ def _render(
     ]
     cores = summary.get("machine_cores")
     if cores:
-        lines += scheduler_lines(int(cores))
+        lines += scheduler_lines(int(cores), moves)
     for point in speed:
         lines.append("[[calibration.speed]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in point.items()]

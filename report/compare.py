@@ -508,6 +508,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         [machine_speed(pair.sim.get("calibration") or {}, load) for load in pair.loads]
     )
     waits = core_waits(pair.load, pair.sim)
+    moves = core_moves(pair.loads, pair.sim)
     paces = machine_paces(pair)
     spells = {
         "measured": measured_spells(trace),
@@ -536,6 +537,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         "goal_met": bool(judged) and all(r["within_tolerance"] for r in judged),
         "cpu_per_request": speed,
         "core_waits": waits,
+        "core_moves": moves,
         # The steps the server runs on its worker threads (the password hash).
         "threaded_steps": sorted((pair.sim.get("calibration") or {}).get("threaded_steps") or {}),
         "slow_spells": spells,
@@ -604,6 +606,63 @@ def core_waits(load: dict[str, Any], sim: dict[str, Any] | None = None) -> dict[
             else None
         )
     return out
+
+
+MOVE_CHOICES = {
+    # key in the sim's core_choices: (key in the kernel's trace, yes, no, what it is)
+    "busy_wake": (
+        "busy_wake",
+        "moved",
+        "stayed",
+        "of the wake-ups with the thread's core busy and another idle, sent to the idle one",
+    ),
+    "idle_pull": (
+        "idle_pull",
+        "pulled",
+        "left_idle",
+        "of a core's going idle while a thread not cache-hot waited on another, pulling it",
+    ),
+}
+
+
+def core_moves(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, Any]:
+    """The kernel's two choices of moves between cores, pooled over the load runs that
+    traced the scheduler (loadgen.schedtrace), beside the per-core model's own (and the
+    share the profile gave it, if measured): per choice {"kernel", "model", "profile"}
+    shares, None where a side lacks it."""
+    modelled = (sim.get("core_choices") or {}).get("hybrid") or {}
+    sched = ((sim.get("calibration") or {}).get("scheduler")) or {}
+    out: dict[str, Any] = {}
+    for key, (trace_key, yes, no, _) in MOVE_CHOICES.items():
+        counts = [
+            (k[trace_key][yes], k[trace_key][no])
+            for load in loads
+            if (k := load.get("kernel_scheduler")) and trace_key in k
+        ]
+        n = sum(a + b for a, b in counts)
+        out[key] = {
+            "kernel": round(sum(a for a, _ in counts) / n, 4) if n else None,
+            "model": (modelled.get(key) or {}).get("share"),
+            "profile": sched.get(f"{key}_share"),
+        }
+    return out
+
+
+def core_moves_note(result: dict[str, Any]) -> str | None:
+    """A sentence setting the kernel's measured choices of moves beside the model's."""
+    moves = result.get("core_moves") or {}
+    parts = []
+    for key, (*_, what) in MOVE_CHOICES.items():
+        m = moves.get(key) or {}
+        if m.get("kernel") is None or m.get("model") is None:
+            continue
+        given = (
+            f", the profile's measured share {m['profile']:.0%}"
+            if m.get("profile") is not None
+            else ", from the kernel's rules (no measured share in the profile)"
+        )
+        parts.append(f"{what}: the kernel {m['kernel']:.0%}, the model {m['model']:.0%}{given}")
+    return "moves between cores, " + "; ".join(parts) if parts else None
 
 
 def core_wait_note(result: dict[str, Any]) -> str | None:
@@ -927,6 +986,7 @@ def explain(result: dict[str, Any]) -> list[str]:
             speed_note(result),
             pace_note(result),
             core_wait_note(result),
+            core_moves_note(result),
             spell_note(result),
             retry_note(result),
         )

@@ -119,6 +119,16 @@ class Scheduler(_Frozen):
     tick_ms: float = Field(gt=0)
     queues: Literal["shared", "per_core"] = "per_core"
     source: str = Field(min_length=3)
+    # Measured from the kernel's trace of a calibration run (loadgen.schedtrace), for the
+    # per-core queues: the share of wake-ups of a thread whose core was busy, with another
+    # idle, that went to the idle core; and the share of the times a core went idle while
+    # a thread that was not cache-hot waited on another core's queue that it pulled one.
+    # Absent, or measured on a machine of other than the profile's cores (`moves_cores`):
+    # the model follows the kernel's rules for both (SIS_UTIL; newidle balancing).
+    busy_wake_share: float | None = Field(default=None, ge=0, le=1)
+    idle_pull_share: float | None = Field(default=None, ge=0, le=1)
+    moves_cores: int | None = Field(default=None, ge=1)
+    moves_source: str = ""
 
 
 class CacheMisses(_Frozen):

@@ -88,6 +88,7 @@ def log_bin_mid_ms(index: Any) -> Any:
 # (written by loadgen, read by report and sim.pace).
 CLOCK_FILE = "clock-start"  # when the measured window began, epoch seconds
 PACE_FILE = "pace.json"  # the cores' pace beside the run (loadgen.pace)
+SCHED_FILE = "scheduler.json"  # the kernel's scheduling decisions mid-run (loadgen.schedtrace)
 
 
 def offered_requests(summary: dict[str, Any]) -> int:

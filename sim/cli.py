@@ -376,6 +376,20 @@ def _summary(
             for a, r in results.items()
             if r.core_time
         },
+        # ... the per-core model's two choices of moves, as shares (the kernel's own are in
+        # a traced load run's summary: kernel_scheduler) ...
+        "core_choices": {
+            a: {
+                key: {
+                    "yes": yes,
+                    "no": no,
+                    "share": round(yes / (yes + no), 4) if yes + no else None,
+                }
+                for key, (yes, no) in sorted(r.core_choices.items())
+            }
+            for a, r in results.items()
+            if r.core_choices
+        },
         # ... and its slow spells: runs of requests that slowed together (logins marked).
         "slow_spells": {a: spell_shares(r.spells) for a, r in results.items() if r.spells},
         "p99_ci_half_width_pct_max": widest["p99_ci_half_width_pct"] if widest else None,
@@ -406,6 +420,7 @@ def _summary(
                         "speed",
                         "capacity_qps",
                         "threaded_steps",
+                        "scheduler",
                     },
                 ),
                 # What the model did to the fitted run's CPU times at this load.

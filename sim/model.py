@@ -310,11 +310,26 @@ class SystemModel:
                 # cores or one per core, as the profile says; sim.cores), or equally
                 # where the profile lacks the scheduler's figures.
                 sched = cal.scheduler
-                pool = {"shared": SharedFairCorePool, "per_core": FairCorePool}
+                # The kernel's measured shares of moves hold for the cores they were
+                # measured on; a profile edited to other cores follows the kernel's rules.
+                measured = sched is not None and sched.moves_cores == cal.cores
                 cores = self.cores = (
-                    pool[sched.queues](self.env, cal.cores, sched.slice_ms, sched.tick_ms)
-                    if sched is not None
-                    else CorePool(self.env, cal.cores)
+                    CorePool(self.env, cal.cores)
+                    if sched is None
+                    else SharedFairCorePool(self.env, cal.cores, sched.slice_ms, sched.tick_ms)
+                    if sched.queues == "shared"
+                    else FairCorePool(
+                        self.env,
+                        cal.cores,
+                        sched.slice_ms,
+                        sched.tick_ms,
+                        busy_wake_share=sched.busy_wake_share if measured else None,
+                        idle_pull_share=sched.idle_pull_share if measured else None,
+                        # (a stream of its own: the other draws stay as they were)
+                        chance=uniform01(
+                            np.random.default_rng([self.config.seed, self.config.replication, 7])
+                        ),
+                    )
                 )
                 self.app = {r: CoreThread(f"app/{r}/loop", cores, servers) for r in topo.regions}
                 if self.config.pace:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.loader import World
+from sim.cores import FairCorePool
 from sim.model import RunConfig, SystemModel
 from sim.stats import slow_spells
 
@@ -97,6 +98,10 @@ class ArchitectureResult:
     core_time: dict[str, list[float | None]] = field(default_factory=dict)
     # The local stack's slow spells (sim.stats.slow_spells, logins marked), summed likewise.
     spells: dict[str, float] = field(default_factory=dict)
+    # The per-core model's two choices of moves (sim.cores.FairCorePool), summed likewise:
+    # a thread waking with its core busy and another idle [moved, stayed]; a core going
+    # idle while a thread that is not cache-hot waits on another's queue [pulled, left].
+    core_choices: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _run_one(
@@ -150,6 +155,11 @@ def _run_one(
             else {}
         ),
         "utilisation": util,
+        "core_choices": (
+            {"busy_wake": list(cores.busy_wakes), "idle_pull": list(cores.idle_pulls)}
+            if isinstance(cores, FairCorePool)
+            else {}
+        ),
         "requests": model.completed,
         "arrived": model.arrived,
         "cpu_s": time.process_time() - started,
@@ -279,6 +289,10 @@ def _pool(
             res.utilisation[group] = max(res.utilisation.get(group, 0.0), u)
         for key, count in out["spells"].items():
             res.spells[key] = res.spells.get(key, 0.0) + count
+        for key, pair in out.get("core_choices", {}).items():
+            total_pair = res.core_choices.setdefault(key, [0, 0])
+            total_pair[0] += pair[0]
+            total_pair[1] += pair[1]
         for group, times in out["core_time"].items():
             total = res.core_time.setdefault(group, [0.0, 0.0, 0.0])
             for i, value in enumerate(times):

@@ -35,6 +35,7 @@ from report.calibrate import (
     conflict_rates,
     fit,
     idle_busy_cores,
+    kernel_moves,
     machine_cpu_per_request,
     measured_means,
     own_queueing,
@@ -45,6 +46,8 @@ from report.calibrate import (
 from report.calibrate import main as calibrate
 from report.compare import (
     TOLERANCE,
+    core_moves,
+    core_moves_note,
     core_wait_note,
     core_waits,
     explain,
@@ -135,6 +138,53 @@ def test_the_machines_background_is_the_median_of_the_runs_idle_samples() -> Non
     assert own is not None and median is not None
     # 1 core busy, 100 requests a second: 7.5 ms each beyond 0.25 cores, 9.3 beyond 0.07.
     assert (own, median) == (pytest.approx(7.5), pytest.approx(9.3))
+
+
+def _traced(run_id: str, qps: float, moved: int, stayed: int, pulled: int, left: int) -> dict:
+    return {
+        "run_id": run_id,
+        "target_qps": qps,
+        "machine_cores": 2,
+        "kernel_scheduler": {
+            "seconds": 8.0,
+            "busy_wake": {"moved": moved, "stayed": stayed, "share": moved / (moved + stayed)},
+            "idle_pull": {"pulled": pulled, "left_idle": left, "share": pulled / (pulled + left)},
+        },
+    }
+
+
+def test_the_profile_takes_the_kernels_moves_from_the_busiest_traced_run() -> None:
+    """The kernel's shares of moves depend on the load (its idle search stops as the cores
+    fill), so the profile takes the busiest run's: the one nearest the twin's load."""
+    light, busy = _traced("light", 100, 50, 50, 1, 3), _traced("busy", 1600, 15, 85, 20, 80)
+    moves = kernel_moves([light, busy, {"run_id": "untraced", "target_qps": 3000}])
+    assert moves is not None
+    assert (moves["busy_wake_share"], moves["idle_pull_share"]) == (0.15, 0.2)
+    assert moves["moves_cores"] == 2
+    assert "run busy (1600 QPS" in moves["moves_source"] and "15 of 100" in moves["moves_source"]
+    # No run could trace the kernel (not root): the model keeps the kernel's rules.
+    assert kernel_moves([{"kernel_scheduler": {"unavailable": "not root"}}, {}]) is None
+
+
+def test_compare_sets_the_kernels_moves_beside_the_models() -> None:
+    loads = [_traced("a", 1600, 15, 85, 20, 80), _traced("b", 1600, 5, 95, 30, 70)]
+    sim = {
+        "core_choices": {
+            "hybrid": {
+                "busy_wake": {"yes": 1, "no": 9, "share": 0.1},
+                "idle_pull": {"yes": 9, "no": 1, "share": 0.9},
+            }
+        },
+        "calibration": {"scheduler": {"busy_wake_share": 0.15, "idle_pull_share": None}},
+    }
+    moves = core_moves(loads, sim)
+    assert moves["busy_wake"] == {"kernel": 0.1, "model": 0.1, "profile": 0.15}
+    assert moves["idle_pull"] == {"kernel": 0.25, "model": 0.9, "profile": None}
+    note = core_moves_note({"core_moves": moves})
+    assert note is not None
+    assert "sent to the idle one: the kernel 10%, the model 10%, the profile's measured" in note
+    assert "pulling it: the kernel 25%, the model 90%, from the kernel's rules" in note
+    assert core_moves_note({"core_moves": core_moves([{}], {})}) is None
 
 
 def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) -> None:

@@ -1,0 +1,139 @@
+"""The kernel's scheduling decisions read from its trace (loadgen.schedtrace)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loadgen import schedtrace
+from loadgen.schedtrace import TRACEFS, analyse, capture, record
+
+LOOP, WORKER, OTHER = 100, 200, 300
+NAMES = {0: "swapper", LOOP: "python", WORKER: "python", OTHER: "postgres"}
+
+
+def _line(pid: int, cpu: int, ts: float, event: str, fields: str, flags: str = "d..2.") -> str:
+    comm = "<idle>" if pid == 0 else NAMES[pid]
+    return f"{comm:>16}-{pid:<7} [{cpu:03d}] {flags} {ts:12.6f}: {event}: {fields}"
+
+
+def _switch(cpu: int, ts: float, prev: int, state: str, nxt: int) -> str:
+    return _line(
+        prev,
+        cpu,
+        ts,
+        "sched_switch",
+        f"prev_comm={NAMES[prev]} prev_pid={prev} prev_prio=120 prev_state={state} ==> "
+        f"next_comm={NAMES[nxt]} next_pid={nxt} next_prio=120",
+    )
+
+
+def _wakeup(by: int, cpu: int, ts: float, pid: int, target: int, flags: str = "d..2.") -> str:
+    fields = f"comm={NAMES[pid]} pid={pid} prio=120 target_cpu={target:03d}"
+    return _line(by, cpu, ts, "sched_wakeup", fields, flags)
+
+
+def _migrate(by: int, cpu: int, ts: float, pid: int, orig: int, dest: int) -> str:
+    fields = f"comm={NAMES[pid]} pid={pid} prio=120 orig_cpu={orig} dest_cpu={dest}"
+    return _line(by, cpu, ts, "sched_migrate_task", fields)
+
+
+# Two cores; the event loop and a worker thread are the stack's, the third is not. Times
+# in seconds as tracefs prints them. CPU 1's switches out of idle are left out, as this
+# project's VMs drop them: a wake-up onto idle CPU 1 stands for its switch.
+TRACE = "\n".join(
+    [
+        "# tracer: nop",
+        "# entries-in-buffer/entries-written: 17/17   #P:2",
+        _switch(0, 1.000000, 0, "R", LOOP),
+        _switch(1, 1.000100, 0, "R", WORKER),
+        _switch(0, 1.001000, LOOP, "S", OTHER),  # the loop sleeps (last ran on CPU 0)
+        _wakeup(WORKER, 1, 1.001200, LOOP, 0),  # both cores busy: not a busy-core choice
+        # CPU 1 goes idle while the loop, 1 ms off a core (not cache-hot), waits on CPU 0
+        _switch(1, 1.002000, WORKER, "S", 0),
+        _switch(0, 1.003000, OTHER, "S", LOOP),  # it waited 1.8 ms
+        _wakeup(LOOP, 0, 1.003500, OTHER, 0),
+        _switch(0, 1.004000, LOOP, "S", OTHER),
+        _wakeup(OTHER, 0, 1.004500, LOOP, 0),  # its core busy, CPU 1 idle: it stayed
+        _wakeup(0, 1, 1.004600, WORKER, 1, "d.h2."),  # CPU 1 leaves idle for the worker
+        _migrate(WORKER, 1, 1.006000, LOOP, 0, 1),  # CPU 1, going idle, pulls the loop
+        _switch(1, 1.006001, WORKER, "S", LOOP),
+        _wakeup(LOOP, 1, 1.007000, WORKER, 1),
+        _switch(0, 1.007500, OTHER, "S", 0),  # CPU 0 idle, the worker (cold) waits on 1
+        _switch(1, 1.008000, LOOP, "S", WORKER),
+        _migrate(WORKER, 1, 1.009000, LOOP, 1, 0),  # its core busy, CPU 0 idle: it moved
+        _wakeup(WORKER, 1, 1.009001, LOOP, 0),
+    ]
+)
+
+
+def test_the_trace_is_replayed_into_the_kernels_choices() -> None:
+    found = analyse(TRACE, {LOOP: "loop", WORKER: "server-thread"})
+    assert found["busy_wake"] == {"moved": 1, "stayed": 1, "share": 0.5}
+    assert found["idle_pull"] == {
+        "pulled": 1,
+        "left_idle": 2,
+        "share": pytest.approx(1 / 3, abs=1e-4),
+    }
+    assert found["events"] == 17 and found["lost_events"] == 0
+    span = found["seconds"]
+    assert span == pytest.approx(0.009, abs=1e-3)
+    loop = found["threads"]["loop"]
+    assert loop["moves_per_s"] == {
+        "wake": pytest.approx(1 / span, rel=1e-3),
+        "newidle": pytest.approx(1 / span, rel=1e-3),
+        "periodic": 0.0,
+    }
+    # On a core 1.000-1.001, 1.003-1.004 and 1.006001-1.008; waited 1.8 and 1.501 ms.
+    assert loop["cpu_s_per_s"] == pytest.approx(0.003999 / span, rel=1e-3)
+    assert loop["wait_ms_per_cpu_ms"] == pytest.approx(3.301 / 3.999, abs=1e-3)
+    assert loop["wakeups_per_s"] == pytest.approx(3 / span, rel=1e-2)
+    assert found["threads"]["server-thread"]["wait_ms_per_cpu_ms"] is not None
+
+
+def test_a_thread_pulled_while_cache_hot_is_not_an_idle_cores_choice() -> None:
+    # CPU 1 goes idle 0.3 ms after the loop left CPU 0: the loop, waiting there, is hot.
+    hot = TRACE.replace(_switch(1, 1.002000, WORKER, "S", 0), _switch(1, 1.001300, WORKER, "S", 0))
+    found = analyse(hot, {LOOP: "loop", WORKER: "server-thread"})
+    assert found["idle_pull"]["left_idle"] == 1  # 0.3 ms off a core: hot, not counted
+
+
+def test_an_empty_trace_is_an_error_and_drops_are_counted() -> None:
+    with pytest.raises(ValueError, match="no events"):
+        analyse("# tracer: nop\n", {})
+    dropped = TRACE.replace("17/17", "17/40")
+    assert analyse(dropped, {})["lost_events"] == 23
+
+
+def test_no_tracefs_says_why(tmp_path: Path) -> None:
+    with pytest.raises(schedtrace.TraceUnavailable, match="tracefs needs root"):
+        capture(0.1, tracefs=tmp_path / "none")
+    clock = tmp_path / "clock"
+    assert "did not start" in record(clock, 1.0, [], [], wait_s=0.3)["unavailable"]
+
+
+def _tracefs_writable() -> bool:
+    return os.access(TRACEFS / "set_event", os.W_OK)
+
+
+@pytest.mark.skipif(not _tracefs_writable(), reason="tracefs is not writable here (needs root)")
+def test_a_real_trace_is_recorded_and_tracing_put_back(tmp_path: Path) -> None:
+    before = {n: (TRACEFS / n).read_text() for n in ("set_event", "buffer_size_kb", "tracing_on")}
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)"])
+    try:
+        clock = tmp_path / "clock"
+        clock.write_text(repr(time.time()))
+        found = record(clock, 0.5, [spinner.pid], [], seconds=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert "unavailable" not in found, found
+    assert found["classes"] == ["loop"]
+    assert found["threads"]["loop"]["wakeups_per_s"] > 100  # a wake-up per millisecond
+    after = {n: (TRACEFS / n).read_text() for n in before}
+    assert after == before
