@@ -3,10 +3,11 @@
 `capture` records the scheduler's tracepoints (sched_switch, sched_wakeup,
 sched_migrate_task) through tracefs for a few seconds (root only; the settings found
 there are put back), and `analyse` replays them per thread class of the stack: how much
-CPU each class used, how often it woke, how long it waited for a core per ms of CPU,
-and how it moved between cores (at a wake-up, pulled by a core going idle, or by the
-periodic balance). Two shares come out of it that the model of the cores uses
-(sim.cores.FairCorePool), measured rather than derived from the kernel's rules:
+CPU each class used, how often it woke and was preempted, how long it waited for a core
+per ms of CPU (and how much of that after a preemption), and how it moved between cores
+(at a wake-up, pulled by a core going idle, or by the periodic balance). Two shares come
+out of it that the model of the cores uses (sim.cores.FairCorePool), measured rather than
+derived from the kernel's rules:
 
 - `busy_wake`: of the wake-ups of a stack thread whose last core was busy while another
   core was idle, the share that went to the idle core;
@@ -83,6 +84,8 @@ class _Threads:
     cpu_s: Counter[str] = field(default_factory=Counter)
     wakeups: Counter[str] = field(default_factory=Counter)
     wait_s: Counter[str] = field(default_factory=Counter)
+    preempted: Counter[str] = field(default_factory=Counter)
+    preempted_wait_s: Counter[str] = field(default_factory=Counter)
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -127,6 +130,7 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
     running = dict.fromkeys(cpus, 0)  # thread on each core, 0 = idle
     since = dict.fromkeys(cpus, t0)
     waiting: dict[int, dict[int, float]] = {c: {} for c in cpus}  # runnable since
+    preempted: set[int] = set()  # waiting because preempted (not woken)
     last_ran: dict[int, float] = {}
     last_cpu: dict[int, int] = {}
     pending: dict[int, str] = {}  # a move not yet known to be a wake-up's: its kind otherwise
@@ -157,6 +161,9 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
             w = q.pop(pid, None)
             if w is not None:
                 acc.wait_s[cls(pid)] += ts - w
+                if pid in preempted:
+                    acc.preempted_wait_s[cls(pid)] += ts - w
+        preempted.discard(pid)
         running[cpu] = pid
         since[cpu] = ts
         last_cpu[pid] = cpu
@@ -174,6 +181,8 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                 last_cpu[prev] = cpu
                 if f["prev_state"].startswith("R"):
                     waiting[cpu][prev] = ts  # preempted: still runnable
+                    preempted.add(prev)
+                    acc.preempted[cls(prev)] += 1
             running[cpu] = 0
             since[cpu] = ts
             if nxt:
@@ -202,6 +211,7 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                 busy_wake["moved" if target != prev_cpu else "stayed"] += 1
             for q in waiting.values():
                 q.pop(p, None)
+            preempted.discard(p)
             waiting[target][p] = ts
             if running.get(target) == 0:
                 take(target, p, ts)  # an idle core runs it next (see the module docstring)
@@ -222,6 +232,11 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
             "cpu_s_per_s": round(cpu_s / span, 4),
             "wakeups_per_s": round(acc.wakeups[c] / span, 1),
             "wait_ms_per_cpu_ms": round(acc.wait_s[c] / cpu_s, 3) if cpu_s else None,
+            "preemptions_per_s": round(acc.preempted[c] / span, 1),
+            # Of the wait for a core, the share that followed a preemption (not a wake-up).
+            "preempted_wait_share": (
+                round(acc.preempted_wait_s[c] / acc.wait_s[c], 4) if acc.wait_s[c] else None
+            ),
             "moves_per_s": moves,
         }
 

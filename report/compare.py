@@ -509,6 +509,7 @@ def compare(pair: Pair) -> dict[str, Any]:
     )
     waits = core_waits(pair.load, pair.sim)
     moves = core_moves(pair.loads, pair.sim)
+    events = core_events(pair.loads, pair.sim)
     paces = machine_paces(pair)
     spells = {
         "measured": measured_spells(trace),
@@ -538,6 +539,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         "cpu_per_request": speed,
         "core_waits": waits,
         "core_moves": moves,
+        "core_events": events,
         # The steps the server runs on its worker threads (the password hash).
         "threaded_steps": sorted((pair.sim.get("calibration") or {}).get("threaded_steps") or {}),
         "slow_spells": spells,
@@ -646,6 +648,72 @@ def core_moves(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, An
             "profile": sched.get(f"{key}_share"),
         }
     return out
+
+
+# The kernel trace's thread class of each part (loadgen.schedtrace.stack_threads); the
+# servers' other threads are mostly the password hash's workers.
+TRACE_CLASS_OF = {"servers": "loop", "load_generator": "locust", "hashes": "server-thread"}
+EVENT_PARTS = {
+    "servers": "the servers' loops",
+    "load_generator": "the load generator's thread",
+    "hashes": "the servers' other threads (the hash's workers)",
+}
+
+
+def core_events(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, Any]:
+    """Per part, the wake-ups and preemptions per s of CPU and the share of the wait for a
+    core that followed a preemption: the kernel's (the mean over the load runs that traced
+    the scheduler) beside the model's; None where a side lacks it."""
+    modelled = (sim.get("core_waits") or {}).get("hybrid") or {}
+    out: dict[str, Any] = {}
+    for part, trace_class in TRACE_CLASS_OF.items():
+        seen = [
+            t
+            for load in loads
+            if (t := ((load.get("kernel_scheduler") or {}).get("threads") or {}).get(trace_class))
+            and t.get("cpu_s_per_s")
+        ]
+        group = modelled.get(CORE_GROUP_OF[part]) or {}
+
+        def mean(values: list[float | None]) -> float | None:
+            known = [v for v in values if v is not None]
+            return round(sum(known) / len(known), 3) if known else None
+
+        out[part] = {
+            "kernel": {
+                "wakeups_per_cpu_s": mean([t["wakeups_per_s"] / t["cpu_s_per_s"] for t in seen]),
+                "preemptions_per_cpu_s": mean(
+                    [t.get("preemptions_per_s", 0.0) / t["cpu_s_per_s"] for t in seen]
+                    if all("preemptions_per_s" in t for t in seen)
+                    else []
+                ),
+                "preempted_wait_share": mean([t.get("preempted_wait_share") for t in seen]),
+            },
+            "model": {
+                k: group.get(k)
+                for k in ("wakeups_per_cpu_s", "preemptions_per_cpu_s", "preempted_wait_share")
+            },
+        }
+    return out
+
+
+def core_events_note(result: dict[str, Any]) -> str | None:
+    """A sentence setting the kernel's wake-ups and preemptions beside the model's."""
+    parts = []
+    for part, said in EVENT_PARTS.items():
+        e = (result.get("core_events") or {}).get(part) or {}
+        k, m = e.get("kernel") or {}, e.get("model") or {}
+        keys = ("wakeups_per_cpu_s", "preemptions_per_cpu_s", "preempted_wait_share")
+        if any(k.get(x) is None or m.get(x) is None for x in keys):
+            continue
+        parts.append(
+            f"{said} woke {k['wakeups_per_cpu_s']:.0f} and were preempted "
+            f"{k['preemptions_per_cpu_s']:.0f} times per s of CPU, "
+            f"{k['preempted_wait_share']:.0%} of their wait after a preemption (the model "
+            f"{m['wakeups_per_cpu_s']:.0f}, {m['preemptions_per_cpu_s']:.0f}, "
+            f"{m['preempted_wait_share']:.0%})"
+        )
+    return "in the kernel's trace " + "; ".join(parts) if parts else None
 
 
 def core_moves_note(result: dict[str, Any]) -> str | None:
@@ -987,6 +1055,7 @@ def explain(result: dict[str, Any]) -> list[str]:
             pace_note(result),
             core_wait_note(result),
             core_moves_note(result),
+            core_events_note(result),
             spell_note(result),
             retry_note(result),
         )

@@ -370,8 +370,18 @@ def _summary(
                     "migrations_per_cpu_s": (
                         round(1000.0 * moved / cpu, 1) if cpu and moved is not None else None
                     ),
+                    # As the kernel's trace counts them (loadgen.schedtrace).
+                    "wakeups_per_cpu_s": (
+                        round(1000.0 * woke / cpu, 1) if cpu and woke is not None else None
+                    ),
+                    "preemptions_per_cpu_s": (
+                        round(1000.0 * pre / cpu, 1) if cpu and pre is not None else None
+                    ),
+                    "preempted_wait_share": (
+                        round(pre_wait / wait, 4) if wait and pre_wait is not None else None
+                    ),
                 }
-                for g, (cpu, wait, moved) in sorted(r.core_time.items())
+                for g, (cpu, wait, moved, woke, pre, pre_wait) in sorted(r.core_time.items())
             }
             for a, r in results.items()
             if r.core_time

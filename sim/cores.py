@@ -250,6 +250,7 @@ class _Entity:
         "job",
         "lag",
         "left",
+        "preempted",
         "prot",
         "recent",
         "started",
@@ -268,6 +269,7 @@ class _Entity:
         self.left = -1e9  # when it last left a core (the kernel's cache-hot test)
         self.prot = 0.0  # the virtual runtime up to which a wake-up cannot preempt it
         self.delayed = False  # asleep, but still on its core's queue (it left with a debt)
+        self.preempted = False  # waiting for a core because it was preempted (not woken)
 
 
 class _KernelPool(CorePool):
@@ -286,6 +288,12 @@ class _KernelPool(CorePool):
         self._running: list[_Entity | None] = [None] * cores
         self._token = [0] * cores  # a core's pending completion event's number
         self._ticking = False
+        # Per owner, as the kernel's trace counts them (loadgen.schedtrace): wake-ups (a
+        # sleeping thread given work; not a piece that follows on), preemptions, and the
+        # ms waited for a core after a preemption (the rest of `wait_by` followed a wake-up).
+        self.wakeups_by: dict[str, int] = {}
+        self.preempted_by: dict[str, int] = {}
+        self.preempted_wait_by: dict[str, float] = {}
 
     def entity(self) -> _Entity:
         """A new thread of this machine (a thread's state lives as long as the thread)."""
@@ -343,6 +351,8 @@ class _KernelPool(CorePool):
         if e.job is not None:
             raise RuntimeError(f"{self.name}: a thread cannot run two pieces of work at once")
         e.job = [work_ms, done, owner, now, follow]
+        e.preempted = False
+        self.wakeups_by[owner] = self.wakeups_by.get(owner, 0) + 1
         return e
 
     def _continued(self, core: int, e: _Entity, ran: float, now: float) -> bool:
@@ -387,6 +397,9 @@ class _KernelPool(CorePool):
         e.core = -1
         e.left = now
         e.job[3] = now
+        e.preempted = True
+        owner = e.job[2]
+        self.preempted_by[owner] = self.preempted_by.get(owner, 0) + 1
         self._running[core] = None
         self._token[core] += 1
         return e
@@ -396,8 +409,12 @@ class _KernelPool(CorePool):
         is done, unless something takes the core first."""
         assert e.job is not None
         waited = now - e.job[3]
+        owner = e.job[2]
         if waited > 0:
-            self.wait_by[e.job[2]] = self.wait_by.get(e.job[2], 0.0) + waited
+            self.wait_by[owner] = self.wait_by.get(owner, 0.0) + waited
+            if e.preempted:
+                self.preempted_wait_by[owner] = self.preempted_wait_by.get(owner, 0.0) + waited
+        e.preempted = False
         e.core = core
         e.started = now
         e.prot = e.d

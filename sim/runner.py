@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.loader import World
-from sim.cores import FairCorePool
+from sim.cores import FairCorePool, _KernelPool
 from sim.model import RunConfig, SystemModel
 from sim.stats import slow_spells
 
@@ -93,7 +93,8 @@ class ArchitectureResult:
     simulated_requests: int
     cpu_s: float
     # The local stack's shared cores: per thread group, [ms of CPU, ms waiting for a core,
-    # moves to another core's run queue (None where the model has one queue for all)]
+    # moves to another core's run queue (None where the model has one queue for all),
+    # wake-ups, preemptions, ms waited after a preemption (None for processor sharing)]
     # summed over the replications (sim.cores).
     core_time: dict[str, list[float | None]] = field(default_factory=dict)
     # The local stack's slow spells (sim.stats.slow_spells, logins marked), summed likewise.
@@ -134,6 +135,7 @@ def _run_one(
         group = station.name.rsplit("/", 1)[0]
         util[group] = max(util.get(group, 0.0), station.utilisation(elapsed))
     cores = getattr(model, "cores", None)
+    kernel = isinstance(cores, _KernelPool)  # (processor sharing has no wake-ups to count)
     # Moves between cores' run queues, where the model has a queue per core.
     moves = getattr(cores, "migrations_by", None)
     spells = {}
@@ -148,7 +150,20 @@ def _run_one(
         "cells": cells,
         "core_time": (
             {
-                g: [cpu, cores.wait_by.get(g, 0.0), moves.get(g, 0) if moves is not None else None]
+                g: [
+                    cpu,
+                    cores.wait_by.get(g, 0.0),
+                    moves.get(g, 0) if moves is not None else None,
+                    *(
+                        (
+                            cores.wakeups_by.get(g, 0),
+                            cores.preempted_by.get(g, 0),
+                            cores.preempted_wait_by.get(g, 0.0),
+                        )
+                        if kernel
+                        else (None, None, None)
+                    ),
+                ]
                 for g, cpu in cores.cpu_by.items()
             }
             if cores is not None
@@ -294,7 +309,7 @@ def _pool(
             total_pair[0] += pair[0]
             total_pair[1] += pair[1]
         for group, times in out["core_time"].items():
-            total = res.core_time.setdefault(group, [0.0, 0.0, 0.0])
+            total = res.core_time.setdefault(group, [0.0] * len(times))
             for i, value in enumerate(times):
                 total[i] = None if value is None or total[i] is None else total[i] + value
         for cell, data in out["cells"].items():

@@ -137,3 +137,26 @@ def test_a_real_trace_is_recorded_and_tracing_put_back(tmp_path: Path) -> None:
     assert found["threads"]["loop"]["wakeups_per_s"] > 100  # a wake-up per millisecond
     after = {n: (TRACEFS / n).read_text() for n in before}
     assert after == before
+
+
+def test_preemptions_and_the_wait_after_them_are_told_from_wake_ups() -> None:
+    """The loop is preempted by a thread woken on its core and waits 0.4 ms for it; later
+    it wakes while that thread runs and waits 0.2 ms: one preemption, two thirds of its
+    wait after it."""
+    trace = "\n".join(
+        [
+            _switch(0, 1.000000, 0, "R", LOOP),
+            _wakeup(LOOP, 0, 1.001000, OTHER, 0),
+            _switch(0, 1.001100, LOOP, "R", OTHER),  # preempted
+            _switch(0, 1.001500, OTHER, "S", LOOP),
+            _switch(0, 1.002000, LOOP, "S", 0),
+            _wakeup(0, 0, 1.002500, OTHER, 0, "d.h2."),  # onto the idle core
+            _wakeup(OTHER, 0, 1.003000, LOOP, 0),  # the loop wakes behind it
+            _switch(0, 1.003200, OTHER, "S", LOOP),
+        ]
+    )
+    loop = analyse(trace, {LOOP: "loop"})["threads"]["loop"]
+    span = 0.0032
+    assert loop["preemptions_per_s"] == pytest.approx(1 / span, rel=1e-2)
+    assert loop["preempted_wait_share"] == pytest.approx(0.4 / 0.6, abs=1e-3)
+    assert loop["wakeups_per_s"] == pytest.approx(1 / span, rel=1e-2)

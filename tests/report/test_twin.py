@@ -46,6 +46,8 @@ from report.calibrate import (
 from report.calibrate import main as calibrate
 from report.compare import (
     TOLERANCE,
+    core_events,
+    core_events_note,
     core_moves,
     core_moves_note,
     core_wait_note,
@@ -185,6 +187,38 @@ def test_compare_sets_the_kernels_moves_beside_the_models() -> None:
     assert "sent to the idle one: the kernel 10%, the model 10%, the profile's measured" in note
     assert "pulling it: the kernel 25%, the model 90%, from the kernel's rules" in note
     assert core_moves_note({"core_moves": core_moves([{}], {})}) is None
+
+
+def test_compare_sets_the_kernels_wake_ups_and_preemptions_beside_the_models() -> None:
+    def run(woke: float, pre: float, share: float) -> dict[str, Any]:
+        loop = {"cpu_s_per_s": 0.5, "wakeups_per_s": woke, "preemptions_per_s": pre}
+        return {"kernel_scheduler": {"threads": {"loop": {**loop, "preempted_wait_share": share}}}}
+
+    sim = {
+        "core_waits": {
+            "hybrid": {
+                "app/*/loop": {
+                    "wakeups_per_cpu_s": 2400.0,
+                    "preemptions_per_cpu_s": 800.0,
+                    "preempted_wait_share": 0.5,
+                }
+            }
+        }
+    }
+    events = core_events([run(400, 600, 0.7), run(500, 700, 0.8), {}], sim)
+    assert events["servers"]["kernel"] == {
+        "wakeups_per_cpu_s": 900.0,
+        "preemptions_per_cpu_s": 1300.0,
+        "preempted_wait_share": 0.75,
+    }
+    assert events["servers"]["model"]["preemptions_per_cpu_s"] == 800.0
+    assert events["load_generator"]["kernel"]["wakeups_per_cpu_s"] is None
+    note = core_events_note({"core_events": events})
+    assert note == (
+        "in the kernel's trace the servers' loops woke 900 and were preempted 1300 times "
+        "per s of CPU, 75% of their wait after a preemption (the model 2400, 800, 50%)"
+    )
+    assert core_events_note({"core_events": core_events([{}], {})}) is None
 
 
 def test_calibration_fits_every_step_from_the_traced_run(loop: dict[str, Path]) -> None:

@@ -477,3 +477,20 @@ def test_a_measured_share_decides_whether_a_core_going_idle_pulls() -> None:
     assert counts == [1, 0]
     # Without a measured share, the kernel's rule: it pulls.
     assert _idle_pull_end(None) == (pytest.approx(3.0), [1, 0])
+
+
+def test_the_pool_counts_wake_ups_and_preemptions_as_the_kernels_trace_does() -> None:
+    """Two threads computing on one core take turns a tick long: each woke once (a piece
+    that follows on is no wake-up), every later turn began with a preemption, and the
+    first thread's whole wait followed one while the second's began with its wake-up."""
+    env = simpy.Environment()
+    pool = FairCorePool(env, 1, slice_ms=1.4, tick_ms=4.0)
+    a, b = CoreThread("a", pool), CoreThread("b", pool)
+    for _ in range(3):
+        a.submit(4.0, None)  # three pieces back to back: one wake-up
+    b.submit(12.0, None)
+    env.run()
+    assert pool.wakeups_by == {"a": 1, "b": 1}
+    assert pool.preempted_by["a"] >= 1 and pool.preempted_by["b"] >= 1
+    assert pool.preempted_wait_by["a"] == pytest.approx(pool.wait_by["a"])
+    assert 0 < pool.preempted_wait_by["b"] < pool.wait_by["b"]
