@@ -23,6 +23,7 @@ there.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import time
@@ -44,18 +45,42 @@ class TraceUnavailable(RuntimeError):
     """The kernel's trace cannot be recorded here (not root, or no tracefs)."""
 
 
+_SETTINGS = ("set_event", "buffer_size_kb", "tracing_on")
+_capturing: list[tuple[Path, dict[str, str]]] = []  # a capture in progress: put back at exit
+
+
+def _put_back(tracefs: Path, saved: dict[str, str]) -> None:
+    """Restore tracing as it was found: the events enabled, the buffer's size, on or off."""
+    (tracefs / "set_event").write_text("")  # (truncating it turns every event off)
+    for line in saved["set_event"].split():
+        with (tracefs / "set_event").open("a") as f:
+            f.write(line + "\n")
+    (tracefs / "trace").write_text("")
+    (tracefs / "buffer_size_kb").write_text(saved["buffer_size_kb"].split()[0])
+    (tracefs / "tracing_on").write_text(saved["tracing_on"].strip())
+
+
+@atexit.register
+def _put_back_at_exit() -> None:
+    """A capture cut short by the process ending (Ctrl-C: the tracing thread is a daemon)
+    still leaves tracing as it was found."""
+    while _capturing:
+        _put_back(*_capturing.pop())
+
+
 def capture(seconds: float, tracefs: Path = TRACEFS, buffer_kb: int = BUFFER_KB) -> str:
     """The scheduler's trace events of the next `seconds`, as tracefs prints them; what
-    tracing was set to before is restored, whatever happens."""
+    tracing was set to before is restored, whatever happens (at the process's exit if
+    it ends first)."""
     control = tracefs / "set_event"
     if not control.exists() or not os.access(control, os.W_OK):
         raise TraceUnavailable(
             f"{control} is not writable (tracefs needs root; mount it with "
             f"`mount -t tracefs nodev {tracefs}`)"
         )
-    saved = {
-        name: (tracefs / name).read_text() for name in ("set_event", "buffer_size_kb", "tracing_on")
-    }
+    saved = {name: (tracefs / name).read_text() for name in _SETTINGS}
+    entry = (tracefs, saved)
+    _capturing.append(entry)
 
     def write(name: str, value: str) -> None:
         (tracefs / name).write_text(value)
@@ -70,13 +95,9 @@ def capture(seconds: float, tracefs: Path = TRACEFS, buffer_kb: int = BUFFER_KB)
         write("tracing_on", "0")
         return (tracefs / "trace").read_text()
     finally:
-        write("set_event", "")  # (truncates: every event off)
-        for line in saved["set_event"].split():
-            with (tracefs / "set_event").open("a") as f:
-                f.write(line + "\n")
-        write("trace", "")
-        write("buffer_size_kb", saved["buffer_size_kb"].split()[0])
-        write("tracing_on", saved["tracing_on"].strip())
+        if entry in _capturing:
+            _capturing.remove(entry)
+            _put_back(tracefs, saved)
 
 
 @dataclass

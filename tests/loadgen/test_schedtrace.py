@@ -160,3 +160,24 @@ def test_preemptions_and_the_wait_after_them_are_told_from_wake_ups() -> None:
     assert loop["preemptions_per_s"] == pytest.approx(1 / span, rel=1e-2)
     assert loop["preempted_wait_share"] == pytest.approx(0.4 / 0.6, abs=1e-3)
     assert loop["wakeups_per_s"] == pytest.approx(1 / span, rel=1e-2)
+
+
+def test_tracing_is_put_back_as_found(tmp_path: Path) -> None:
+    """Checked on plain files standing in for tracefs (the real one needs root, below)."""
+    fake = tmp_path / "tracing"
+    fake.mkdir()
+    found = {
+        "set_event": "irq:irq_handler_entry\n",
+        "buffer_size_kb": "1410\n",
+        "tracing_on": "1\n",
+    }
+    for name, text in found.items():
+        (fake / name).write_text(text)
+    (fake / "trace").write_text("# tracer: nop\n")
+    assert capture(0.01, tracefs=fake) == ""  # the trace, cleared as it began
+    assert {n: (fake / n).read_text() for n in found} == {
+        "set_event": "irq:irq_handler_entry\n",
+        "buffer_size_kb": "1410",
+        "tracing_on": "1",
+    }
+    assert schedtrace._capturing == []
