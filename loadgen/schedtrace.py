@@ -229,7 +229,10 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                 and running.get(prev_cpu, 0)
                 and any(running[c] == 0 and c != prev_cpu for c in cpus)
             ):
-                busy_wake["moved" if target != prev_cpu else "stayed"] += 1
+                if target == prev_cpu:
+                    busy_wake["stayed"] += 1
+                elif running.get(target) == 0:
+                    busy_wake["moved"] += 1  # (on more cores, a move to a busy one is neither)
             for q in waiting.values():
                 q.pop(p, None)
             preempted.discard(p)
