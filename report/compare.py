@@ -653,6 +653,7 @@ def core_moves(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, An
 # The kernel trace's thread class of each part (loadgen.schedtrace.stack_threads); the
 # servers' other threads are mostly the password hash's workers.
 TRACE_CLASS_OF = {"servers": "loop", "load_generator": "locust", "hashes": "server-thread"}
+EVENT_KEYS = ("wakeups_per_cpu_s", "preemptions_per_cpu_s", "preempted_wait_share")
 EVENT_PARTS = {
     "servers": "the servers' loops",
     "load_generator": "the load generator's thread",
@@ -674,27 +675,25 @@ def core_events(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, A
             and t.get("cpu_s_per_s")
         ]
         group = modelled.get(CORE_GROUP_OF[part]) or {}
-
-        def mean(values: list[float | None]) -> float | None:
-            known = [v for v in values if v is not None]
-            return round(sum(known) / len(known), 3) if known else None
-
         out[part] = {
             "kernel": {
-                "wakeups_per_cpu_s": mean([t["wakeups_per_s"] / t["cpu_s_per_s"] for t in seen]),
-                "preemptions_per_cpu_s": mean(
-                    [t.get("preemptions_per_s", 0.0) / t["cpu_s_per_s"] for t in seen]
+                "wakeups_per_cpu_s": _mean([t["wakeups_per_s"] / t["cpu_s_per_s"] for t in seen]),
+                "preemptions_per_cpu_s": _mean(
+                    [t["preemptions_per_s"] / t["cpu_s_per_s"] for t in seen]
                     if all("preemptions_per_s" in t for t in seen)
                     else []
                 ),
-                "preempted_wait_share": mean([t.get("preempted_wait_share") for t in seen]),
+                "preempted_wait_share": _mean([t.get("preempted_wait_share") for t in seen]),
             },
-            "model": {
-                k: group.get(k)
-                for k in ("wakeups_per_cpu_s", "preemptions_per_cpu_s", "preempted_wait_share")
-            },
+            "model": {k: group.get(k) for k in EVENT_KEYS},
         }
     return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the known values, to 3 places; None if none is known."""
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 3) if known else None
 
 
 def core_events_note(result: dict[str, Any]) -> str | None:
@@ -703,8 +702,7 @@ def core_events_note(result: dict[str, Any]) -> str | None:
     for part, said in EVENT_PARTS.items():
         e = (result.get("core_events") or {}).get(part) or {}
         k, m = e.get("kernel") or {}, e.get("model") or {}
-        keys = ("wakeups_per_cpu_s", "preemptions_per_cpu_s", "preempted_wait_share")
-        if any(k.get(x) is None or m.get(x) is None for x in keys):
+        if any(k.get(x) is None or m.get(x) is None for x in EVENT_KEYS):
             continue
         parts.append(
             f"{said} woke {k['wakeups_per_cpu_s']:.0f} and were preempted "

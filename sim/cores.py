@@ -115,15 +115,22 @@ class CorePool:
         if self.pace is not None:
             work_ms *= self.pace(now)
         if work_ms <= 0.0:
-            nxt = follow() if follow is not None else None
-            if nxt is not None:
-                self.run(nxt[0], nxt[1], owner, entity, follow)
-            if done is not None:
-                done(now)
+            self._nothing_to_run(now, done, owner, entity, follow)
             return
         self._jobs.append([work_ms, done, owner, follow])
         if not self._firing:
             self._replan(now)
+
+    def _nothing_to_run(
+        self, now: float, done: Done | None, owner: str, entity: Any, follow: Follow | None
+    ) -> None:
+        """A piece with no work ends as it starts: the thread goes on with its next piece,
+        if any (see `run`), then the piece's `done` is called."""
+        nxt = follow() if follow is not None else None
+        if nxt is not None:
+            self.run(nxt[0], nxt[1], owner, entity, follow)
+        if done is not None:
+            done(now)
 
     def entity(self) -> Any:
         """A new thread's scheduler state (processor sharing keeps none)."""
@@ -341,11 +348,7 @@ class _KernelPool(CorePool):
         if self.pace is not None:
             work_ms *= self.pace(now)
         if work_ms <= 0.0:
-            nxt = follow() if follow is not None else None
-            if nxt is not None:
-                self.run(nxt[0], nxt[1], owner, entity, follow)
-            if done is not None:
-                done(now)
+            self._nothing_to_run(now, done, owner, entity, follow)
             return None
         e = entity if entity is not None else _Entity()
         if e.job is not None:
@@ -372,9 +375,7 @@ class _KernelPool(CorePool):
         e.v += ran
         e.started = now
         e.job = [max(work_ms, 0.0), done, job[2], now, job[4]]
-        self._token[core] += 1
-        token = self._token[core]
-        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+        self._end_at(core, e.job[0])
         if job[1] is not None:
             job[1](now)
         return True
@@ -419,9 +420,14 @@ class _KernelPool(CorePool):
         e.started = now
         e.prot = e.d
         self._running[core] = e
+        self._end_at(core, e.job[0])
+
+    def _end_at(self, core: int, work_ms: float) -> None:
+        """The running piece on `core` ends after `work_ms` unless the core is taken from
+        it first (a newer token makes this completion stale)."""
         self._token[core] += 1
         token = self._token[core]
-        self.env.timeout(e.job[0]).callbacks.append(lambda _e: self._done(core, token))
+        self.env.timeout(work_ms).callbacks.append(lambda _e: self._done(core, token))
 
     def _ending(self, core: int, token: int) -> tuple[_Entity, float, float] | None:
         """The thread whose work on `core` is done now, its CPU accounted, with the time it
