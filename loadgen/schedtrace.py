@@ -26,11 +26,16 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import shutil
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sim.stats import shares
 
 TRACEFS = Path("/sys/kernel/tracing")
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_migrate_task")
@@ -46,11 +51,32 @@ class TraceUnavailable(RuntimeError):
 
 
 _SETTINGS = ("set_event", "buffer_size_kb", "tracing_on")
-_capturing: list[tuple[Path, dict[str, str]]] = []  # a capture in progress: put back at exit
+Unmount = Callable[[Path], None]
+# A capture in progress, put back at exit: tracefs, its settings found, and how to unmount
+# it where the capture mounted it.
+_capturing: list[tuple[Path, dict[str, str], Unmount | None]] = []
 
 
-def _put_back(tracefs: Path, saved: dict[str, str]) -> None:
-    """Restore tracing as it was found: the events enabled, the buffer's size, on or off."""
+def _mount(tracefs: Path) -> bool:
+    """Mount tracefs on `tracefs` (root only); whether it is mounted now."""
+    mount = shutil.which("mount")
+    if mount is None or os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        [mount, "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, check=False
+    )
+    return done.returncode == 0
+
+
+def _unmount(tracefs: Path) -> None:
+    umount = shutil.which("umount")
+    if umount is not None:
+        subprocess.run([umount, str(tracefs)], capture_output=True, check=False)
+
+
+def _put_back(tracefs: Path, saved: dict[str, str], unmount: Unmount | None = None) -> None:
+    """Restore tracing as it was found: the events enabled, the buffer's size, on or off;
+    unmounted, where the capture mounted it (`unmount`)."""
     (tracefs / "set_event").write_text("")  # (truncating it turns every event off)
     for line in saved["set_event"].split():
         with (tracefs / "set_event").open("a") as f:
@@ -58,6 +84,8 @@ def _put_back(tracefs: Path, saved: dict[str, str]) -> None:
     (tracefs / "trace").write_text("")
     (tracefs / "buffer_size_kb").write_text(saved["buffer_size_kb"].split()[0])
     (tracefs / "tracing_on").write_text(saved["tracing_on"].strip())
+    if unmount is not None:
+        unmount(tracefs)
 
 
 @atexit.register
@@ -68,18 +96,30 @@ def _put_back_at_exit() -> None:
         _put_back(*_capturing.pop())
 
 
-def capture(seconds: float, tracefs: Path = TRACEFS, buffer_kb: int = BUFFER_KB) -> str:
+def capture(
+    seconds: float,
+    tracefs: Path = TRACEFS,
+    buffer_kb: int = BUFFER_KB,
+    mount: Callable[[Path], bool] = _mount,
+    unmount: Unmount = _unmount,
+) -> str:
     """The scheduler's trace events of the next `seconds`, as tracefs prints them; what
     tracing was set to before is restored, whatever happens (at the process's exit if
-    it ends first)."""
+    it ends first). Where tracefs is not mounted (`tracefs` an empty folder), it is
+    mounted for the capture (root only) and unmounted after it."""
     control = tracefs / "set_event"
+    mounted = (
+        not control.exists() and tracefs.is_dir() and not any(tracefs.iterdir()) and mount(tracefs)
+    )
     if not control.exists() or not os.access(control, os.W_OK):
+        if mounted:
+            unmount(tracefs)
         raise TraceUnavailable(
-            f"{control} is not writable (tracefs needs root; mount it with "
+            f"{control} is not writable (tracefs needs root; as root, mount it with "
             f"`mount -t tracefs nodev {tracefs}`)"
         )
     saved = {name: (tracefs / name).read_text() for name in _SETTINGS}
-    entry = (tracefs, saved)
+    entry = (tracefs, saved, unmount if mounted else None)
     _capturing.append(entry)
 
     def write(name: str, value: str) -> None:
@@ -97,7 +137,7 @@ def capture(seconds: float, tracefs: Path = TRACEFS, buffer_kb: int = BUFFER_KB)
     finally:
         if entry in _capturing:
             _capturing.remove(entry)
-            _put_back(tracefs, saved)
+            _put_back(*entry)
 
 
 @dataclass
@@ -107,6 +147,7 @@ class _Threads:
     wait_s: Counter[str] = field(default_factory=Counter)
     preempted: Counter[str] = field(default_factory=Counter)
     preempted_wait_s: Counter[str] = field(default_factory=Counter)
+    preempted_for: Counter[tuple[str, str]] = field(default_factory=Counter)  # (off, on)
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -204,6 +245,8 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                     waiting[cpu][prev] = ts  # preempted: still runnable
                     preempted.add(prev)
                     acc.preempted[cls(prev)] += 1
+                    if nxt:
+                        acc.preempted_for[(cls(prev), cls(nxt))] += 1
             running[cpu] = 0
             since[cpu] = ts
             if nxt:
@@ -262,6 +305,10 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                 round(acc.preempted_wait_s[c] / acc.wait_s[c], 4) if acc.wait_s[c] else None
             ),
             "moves_per_s": moves,
+            # Who took the core at its preemptions: each class's share of them.
+            "preempted_by": shares(
+                {b: n for (a, b), n in acc.preempted_for.items() if a == c}
+            ),
         }
 
     def share(counts: Counter[str], yes: str, no: str) -> dict[str, Any]:
@@ -296,10 +343,19 @@ def _tids(pid: int) -> list[int]:
         return []
 
 
+def _command(pid: int) -> str:
+    """The program a process runs (its command line's first word's name); "" if gone."""
+    try:
+        first = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+    except OSError:
+        return ""
+    return Path(first.split()[0]).name if first.strip() else ""
+
+
 def stack_threads(servers: list[int], stores: list[int], parent: int) -> dict[int, str]:
     """Thread id -> class for the stack of a load run: each server's event loop (its main
     thread, `loop`) and its other threads (`server-thread`: the password hash's workers),
-    the stores' processes and their children (`store`: Redis, PostgreSQL's backends),
+    the stores' processes and their children (`redis`, and `postgres`: its backends),
     and `parent`'s Locust process (`locust`: its main thread sends and reads) and the pace
     probe (`pace`)."""
     classes: dict[int, str] = {}
@@ -307,8 +363,9 @@ def stack_threads(servers: list[int], stores: list[int], parent: int) -> dict[in
         for tid in _tids(pid):
             classes[tid] = "loop" if tid == pid else "server-thread"
     for pid in stores:
+        store = "redis" if _command(pid).startswith(("redis", "valkey")) else "postgres"
         for p in (pid, *_children(pid)):
-            classes.update(dict.fromkeys(_tids(p), "store"))
+            classes.update(dict.fromkeys(_tids(p), store))
     for pid in _children(parent):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

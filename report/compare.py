@@ -43,6 +43,7 @@ from scenarios.results import (
     offered_requests,
     run_cpu_per_request,
 )
+from sim.cores import HAND_OFFS
 from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, spell_shares
 
 TOLERANCE = 0.15
@@ -659,6 +660,42 @@ EVENT_PARTS = {
     "load_generator": "the load generator's thread",
     "hashes": "the servers' other threads (the hash's workers)",
 }
+# Who takes a core at a preemption, named alike on both sides: the kernel trace's thread
+# classes (`store` in runs traced before Redis and PostgreSQL were told apart) and the
+# model's thread groups, whose hand-offs stand for the store calls (and the way in and out).
+TAKER_OF_CLASS = {
+    "loop": "loops",
+    "locust": "load_generator",
+    "server-thread": "hashes",
+    "redis": "stores",
+    "postgres": "stores",
+    "store": "stores",
+    "pace": "rest",
+    "other": "rest",
+}
+TAKER_OF_GROUP = {
+    "app/*/loop": "loops",
+    "client/loop": "load_generator",
+    "app/*/edge.verify_password": "hashes",
+    HAND_OFFS: "stores",
+    "other": "rest",
+}
+TAKERS = {
+    "stores": "the stores",
+    "load_generator": "the load generator",
+    "loops": "the loops",
+    "hashes": "the hash's workers",
+    "rest": "the rest of the machine",
+}
+
+
+def _takers(shares: dict[str, float], names: dict[str, str]) -> dict[str, float]:
+    """Shares of preemptions by who took the core, summed under the common names."""
+    out: dict[str, float] = {}
+    for who, share in shares.items():
+        key = names.get(who, "rest")
+        out[key] = out.get(key, 0.0) + share
+    return out
 
 
 def core_events(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, Any]:
@@ -686,6 +723,29 @@ def core_events(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, A
                 "preempted_wait_share": _mean([t.get("preempted_wait_share") for t in seen]),
             },
             "model": {k: group.get(k) for k in EVENT_KEYS},
+            # Who took the core at its preemptions (shares; the kernel's the mean of its runs').
+            "preempted_by": {
+                "kernel": {
+                    who: share
+                    for who in TAKERS
+                    if (
+                        share := _mean(
+                            [
+                                _takers(t["preempted_by"], TAKER_OF_CLASS).get(who, 0.0)
+                                for t in seen
+                                if t.get("preempted_by")
+                            ]
+                        )
+                    )
+                    is not None
+                },
+                "model": {
+                    who: round(share, 3)
+                    for who, share in _takers(
+                        group.get("preempted_by") or {}, TAKER_OF_GROUP
+                    ).items()
+                },
+            },
         }
     return out
 
@@ -704,12 +764,19 @@ def core_events_note(result: dict[str, Any]) -> str | None:
         k, m = e.get("kernel") or {}, e.get("model") or {}
         if any(k.get(x) is None or m.get(x) is None for x in EVENT_KEYS):
             continue
+        by = e.get("preempted_by") or {}
+        taken = sorted((by.get("kernel") or {}).items(), key=lambda kv: -kv[1])[:3]
+        takers = ", ".join(
+            f"{TAKERS[who]} {share:.0%} ({(by.get('model') or {}).get(who, 0.0):.0%})"
+            for who, share in taken
+        )
         parts.append(
             f"{said} woke {k['wakeups_per_cpu_s']:.0f} and were preempted "
             f"{k['preemptions_per_cpu_s']:.0f} times per s of CPU, "
             f"{k['preempted_wait_share']:.0%} of their wait after a preemption (the model "
             f"{m['wakeups_per_cpu_s']:.0f}, {m['preemptions_per_cpu_s']:.0f}, "
             f"{m['preempted_wait_share']:.0%})"
+            + (f", the core taken by {takers} (the model's in brackets)" if takers else "")
         )
     return "in the kernel's trace " + "; ".join(parts) if parts else None
 

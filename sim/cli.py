@@ -22,7 +22,7 @@ from sim.model import max_reduction, node_counts
 from sim.pace import calibration_pace, paced
 from sim.results import new_run_dir, point_latest, write_json, write_latency_csv
 from sim.runner import SimulationPlan, run_plan
-from sim.stats import spell_shares
+from sim.stats import shares, spell_shares
 from sim.summary import averages, findings, latency_rows
 from sim.table import averages_table, latency_table, region_p50_matrix
 
@@ -380,6 +380,8 @@ def _summary(
                     "preempted_wait_share": (
                         round(pre_wait / wait, 4) if wait and pre_wait is not None else None
                     ),
+                    # Who took the core at its preemptions: each group's share of them.
+                    "preempted_by": shares(r.preempted_for.get(g, {})),
                 }
                 for g, (cpu, wait, moved, woke, pre, pre_wait) in sorted(r.core_time.items())
             }

@@ -301,6 +301,9 @@ class _KernelPool(CorePool):
         self.wakeups_by: dict[str, int] = {}
         self.preempted_by: dict[str, int] = {}
         self.preempted_wait_by: dict[str, float] = {}
+        # Per (preempted owner, owner that took the core): how many preemptions.
+        self.preempted_for: dict[tuple[str, str], int] = {}
+        self._off: list[str | None] = [None] * cores  # a core's just-preempted owner
 
     def entity(self) -> _Entity:
         """A new thread of this machine (a thread's state lives as long as the thread)."""
@@ -401,6 +404,7 @@ class _KernelPool(CorePool):
         e.preempted = True
         owner = e.job[2]
         self.preempted_by[owner] = self.preempted_by.get(owner, 0) + 1
+        self._off[core] = owner
         self._running[core] = None
         self._token[core] += 1
         return e
@@ -416,6 +420,10 @@ class _KernelPool(CorePool):
             if e.preempted:
                 self.preempted_wait_by[owner] = self.preempted_wait_by.get(owner, 0.0) + waited
         e.preempted = False
+        off, self._off[core] = self._off[core], None
+        if off is not None:
+            key = (off, owner)
+            self.preempted_for[key] = self.preempted_for.get(key, 0) + 1
         e.core = core
         e.started = now
         e.prot = e.d

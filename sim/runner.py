@@ -103,6 +103,8 @@ class ArchitectureResult:
     # a thread waking with its core busy and another idle [moved, stayed]; a core going
     # idle while a thread that is not cache-hot waits on another's queue [pulled, left].
     core_choices: dict[str, list[int]] = field(default_factory=dict)
+    # Per thread group, the groups that took its core at its preemptions, and how often.
+    preempted_for: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _run_one(
@@ -175,6 +177,7 @@ def _run_one(
             if isinstance(cores, FairCorePool)
             else {}
         ),
+        "preempted_for": cores.preempted_for if kernel else {},
         "requests": model.completed,
         "arrived": model.arrived,
         "cpu_s": time.process_time() - started,
@@ -308,6 +311,9 @@ def _pool(
             total_pair = res.core_choices.setdefault(key, [0, 0])
             total_pair[0] += pair[0]
             total_pair[1] += pair[1]
+        for (off, on), n in out.get("preempted_for", {}).items():
+            by = res.preempted_for.setdefault(off, {})
+            by[on] = by.get(on, 0) + n
         for group, times in out["core_time"].items():
             total = res.core_time.setdefault(group, [0.0] * len(times))
             for i, value in enumerate(times):

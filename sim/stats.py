@@ -116,3 +116,10 @@ def spell_shares(counts: dict[str, float]) -> dict[str, float | None]:
         "marked_share": share("marked", "requests"),
         "marked_share_in_slow": share("marked_in_slow", "requests_in_slow"),
     }
+
+
+def shares(counts: dict[str, int]) -> dict[str, float]:
+    """Each key's share of the counts, to 4 places, largest first (empty for none)."""
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {k: round(n / total, 4) for k, n in ranked} if total else {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadgen import schedtrace
-from loadgen.schedtrace import TRACEFS, analyse, capture, record
+from loadgen.schedtrace import TRACEFS, analyse, capture, record, stack_threads
 
 LOOP, WORKER, OTHER = 100, 200, 300
 NAMES = {0: "swapper", LOOP: "python", WORKER: "python", OTHER: "postgres"}
@@ -117,13 +117,23 @@ def test_no_tracefs_says_why(tmp_path: Path) -> None:
     assert "did not start" in record(clock, 1.0, [], [], wait_s=0.3)["unavailable"]
 
 
-def _tracefs_writable() -> bool:
-    return os.access(TRACEFS / "set_event", os.W_OK)
+def _tracefs_usable() -> bool:
+    """Writable, or not mounted where root can mount it."""
+    return os.access(TRACEFS / "set_event", os.W_OK) or (os.geteuid() == 0 and TRACEFS.is_dir())
 
 
-@pytest.mark.skipif(not _tracefs_writable(), reason="tracefs is not writable here (needs root)")
+def _tracing_settings() -> dict[str, str] | None:
+    """tracefs's settings now; None where it is not mounted."""
+    if not (TRACEFS / "set_event").exists():
+        return None
+    return {n: (TRACEFS / n).read_text() for n in ("set_event", "buffer_size_kb", "tracing_on")}
+
+
+@pytest.mark.skipif(not _tracefs_usable(), reason="tracefs is not usable here (needs root)")
 def test_a_real_trace_is_recorded_and_tracing_put_back(tmp_path: Path) -> None:
-    before = {n: (TRACEFS / n).read_text() for n in ("set_event", "buffer_size_kb", "tracing_on")}
+    """Mounted or not as found (it is mounted for the capture and unmounted after where it
+    was not), with the settings found."""
+    before = _tracing_settings()
     spinner = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)"])
     try:
         clock = tmp_path / "clock"
@@ -135,8 +145,7 @@ def test_a_real_trace_is_recorded_and_tracing_put_back(tmp_path: Path) -> None:
     assert "unavailable" not in found, found
     assert found["classes"] == ["loop"]
     assert found["threads"]["loop"]["wakeups_per_s"] > 100  # a wake-up per millisecond
-    after = {n: (TRACEFS / n).read_text() for n in before}
-    assert after == before
+    assert _tracing_settings() == before
 
 
 def test_preemptions_and_the_wait_after_them_are_told_from_wake_ups() -> None:
@@ -156,6 +165,7 @@ def test_preemptions_and_the_wait_after_them_are_told_from_wake_ups() -> None:
         ]
     )
     loop = analyse(trace, {LOOP: "loop"})["threads"]["loop"]
+    assert loop["preempted_by"] == {"other": 1.0}  # the thread that took its core
     span = 0.0032
     assert loop["preemptions_per_s"] == pytest.approx(1 / span, rel=1e-2)
     assert loop["preempted_wait_share"] == pytest.approx(0.4 / 0.6, abs=1e-3)
@@ -181,3 +191,53 @@ def test_tracing_is_put_back_as_found(tmp_path: Path) -> None:
         "tracing_on": "1",
     }
     assert schedtrace._capturing == []
+
+
+def test_an_unmounted_tracefs_is_mounted_for_the_capture_and_unmounted_after(
+    tmp_path: Path,
+) -> None:
+    """Where tracefs is not mounted (an empty mount point), root mounts it for the capture
+    and unmounts it after; stand-ins for mount and umount fill and empty a plain folder."""
+    point = tmp_path / "tracing"
+    point.mkdir()
+    calls: list[str] = []
+
+    def mount(path: Path) -> bool:
+        calls.append("mount")
+        for name, text in {"set_event": "", "buffer_size_kb": "7\n", "tracing_on": "1\n"}.items():
+            (path / name).write_text(text)
+        (path / "trace").write_text("# tracer: nop\n")
+        return True
+
+    def unmount(path: Path) -> None:
+        calls.append("unmount")
+        for f in path.iterdir():
+            f.unlink()
+
+    assert capture(0.01, tracefs=point, mount=mount, unmount=unmount) == ""
+    assert calls == ["mount", "unmount"]
+    assert list(point.iterdir()) == []
+    assert schedtrace._capturing == []
+
+    # A mount that fails (not root) leaves the plain error, and nothing to unmount.
+    calls.clear()
+    with pytest.raises(schedtrace.TraceUnavailable, match="as root, mount it"):
+        capture(0.01, tracefs=point, mount=lambda p: calls.append("mount") or False)
+    assert calls == ["mount"]
+
+
+def test_the_stores_threads_are_told_apart_by_their_program(tmp_path: Path) -> None:
+    """Redis's and PostgreSQL's processes (stand-ins named as they are) get classes of their
+    own, so that the trace says which of them took a core."""
+    procs = [
+        subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 30"])
+        for name in ("/usr/bin/redis-server", "/usr/lib/postgresql/15/bin/postgres")
+    ]
+    try:
+        time.sleep(0.2)  # (exec has replaced bash)
+        classes = stack_threads([], [p.pid for p in procs], os.getpid())
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert classes == {procs[0].pid: "redis", procs[1].pid: "postgres"}

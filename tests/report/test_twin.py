@@ -190,9 +190,10 @@ def test_compare_sets_the_kernels_moves_beside_the_models() -> None:
 
 
 def test_compare_sets_the_kernels_wake_ups_and_preemptions_beside_the_models() -> None:
-    def run(woke: float, pre: float, share: float) -> dict[str, Any]:
+    def run(woke: float, pre: float, share: float, by: dict[str, float]) -> dict[str, Any]:
         loop = {"cpu_s_per_s": 0.5, "wakeups_per_s": woke, "preemptions_per_s": pre}
-        return {"kernel_scheduler": {"threads": {"loop": {**loop, "preempted_wait_share": share}}}}
+        loop |= {"preempted_wait_share": share, "preempted_by": by}
+        return {"kernel_scheduler": {"threads": {"loop": loop}}}
 
     sim = {
         "core_waits": {
@@ -201,11 +202,16 @@ def test_compare_sets_the_kernels_wake_ups_and_preemptions_beside_the_models() -
                     "wakeups_per_cpu_s": 2400.0,
                     "preemptions_per_cpu_s": 800.0,
                     "preempted_wait_share": 0.5,
+                    "preempted_by": {"hand-offs": 0.5, "client/loop": 0.3, "other": 0.2},
                 }
             }
         }
     }
-    events = core_events([run(400, 600, 0.7), run(500, 700, 0.8), {}], sim)
+    # Redis and PostgreSQL are the stores; an older run's `store` too; the pace probe and
+    # the machine's other threads its rest.
+    first = {"redis": 0.5, "postgres": 0.1, "locust": 0.3, "pace": 0.05, "other": 0.05}
+    second = {"store": 0.4, "locust": 0.4, "loop": 0.2}
+    events = core_events([run(400, 600, 0.7, first), run(500, 700, 0.8, second), {}], sim)
     assert events["servers"]["kernel"] == {
         "wakeups_per_cpu_s": 900.0,
         "preemptions_per_cpu_s": 1300.0,
@@ -213,10 +219,22 @@ def test_compare_sets_the_kernels_wake_ups_and_preemptions_beside_the_models() -
     }
     assert events["servers"]["model"]["preemptions_per_cpu_s"] == 800.0
     assert events["load_generator"]["kernel"]["wakeups_per_cpu_s"] is None
+    assert events["servers"]["preempted_by"] == {
+        "kernel": {
+            "stores": 0.5,
+            "load_generator": 0.35,
+            "loops": 0.1,
+            "hashes": 0.0,
+            "rest": 0.05,
+        },
+        "model": {"stores": 0.5, "load_generator": 0.3, "rest": 0.2},
+    }
     note = core_events_note({"core_events": events})
     assert note == (
         "in the kernel's trace the servers' loops woke 900 and were preempted 1300 times "
-        "per s of CPU, 75% of their wait after a preemption (the model 2400, 800, 50%)"
+        "per s of CPU, 75% of their wait after a preemption (the model 2400, 800, 50%), "
+        "the core taken by the stores 50% (50%), the load generator 35% (30%), the loops "
+        "10% (0%) (the model's in brackets)"
     )
     assert core_events_note({"core_events": core_events([{}], {})}) is None
 

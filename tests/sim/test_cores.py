@@ -494,3 +494,5 @@ def test_the_pool_counts_wake_ups_and_preemptions_as_the_kernels_trace_does() ->
     assert pool.preempted_by["a"] >= 1 and pool.preempted_by["b"] >= 1
     assert pool.preempted_wait_by["a"] == pytest.approx(pool.wait_by["a"])
     assert 0 < pool.preempted_wait_by["b"] < pool.wait_by["b"]
+    # Each preemption gave the core to the other thread.
+    assert pool.preempted_for == {("a", "b"): pool.preempted_by["a"], ("b", "a"): pool.preempted_by["b"]}
