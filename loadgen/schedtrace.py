@@ -41,6 +41,9 @@ TRACEFS = Path("/sys/kernel/tracing")
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_migrate_task")
 BUFFER_KB = 16384  # per CPU: about 8 s of a 2-core machine at 2,000 QPS, with room
 COLD_S = 0.0005  # Linux's sysctl_sched_migration_cost: ran this recently = cache-hot
+# A wake-up that preempts the running thread makes it switch within this (the resched
+# interrupt); a later switch is the tick's or the thread's own.
+AT_ONCE_S = 0.0002
 
 _LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): (\w+): (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S+)")
@@ -199,6 +202,13 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
     acc = _Threads()
     busy_wake = Counter[str]()
     idle_pull = Counter[str]()
+    # A wake-up onto a core running a stack thread, not yet told: (woken, running, when).
+    onto_busy: dict[int, tuple[int, int, float]] = {}
+    wake_preempt = Counter[tuple[str, str, bool]]()  # (woken, running, preempted at once)
+
+    def told(cpu: int, at_once: bool) -> None:
+        woken, ran, _ = onto_busy.pop(cpu)
+        wake_preempt[(cls(woken), cls(ran), at_once)] += 1
 
     def cls(pid: int) -> str:
         return classes.get(pid, "other")
@@ -236,6 +246,15 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
             take(cpu, pid, ts)  # the context shows who runs there
         if name == "sched_switch":
             prev, nxt = int(f["prev_pid"]), int(f["next_pid"])
+            if cpu in onto_busy:
+                woken, ran, when = onto_busy[cpu]
+                told(
+                    cpu,
+                    prev == ran
+                    and nxt == woken
+                    and f["prev_state"].startswith("R")
+                    and ts - when <= AT_ONCE_S,
+                )
             if prev and running[cpu] == prev:
                 acc.cpu_s[cls(prev)] += ts - since[cpu]
             if prev:
@@ -280,6 +299,11 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
                 q.pop(p, None)
             preempted.discard(p)
             waiting[target][p] = ts
+            ran = running.get(target, 0)
+            if p in classes and ran in classes and ran != p:
+                if target in onto_busy:
+                    told(target, False)  # another wake-up came first: the earlier did not
+                onto_busy[target] = (p, ran, ts)
             if running.get(target) == 0:
                 take(target, p, ts)  # an idle core runs it next (see the module docstring)
         elif name == "sched_migrate_task":
@@ -306,9 +330,7 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
             ),
             "moves_per_s": moves,
             # Who took the core at its preemptions: each class's share of them.
-            "preempted_by": shares(
-                {b: n for (a, b), n in acc.preempted_for.items() if a == c}
-            ),
+            "preempted_by": shares({b: n for (a, b), n in acc.preempted_for.items() if a == c}),
         }
 
     def share(counts: Counter[str], yes: str, no: str) -> dict[str, Any]:
@@ -321,6 +343,21 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
         "lost_events": lost_events(text),
         "threads": threads,
         "busy_wake": share(busy_wake, "moved", "stayed"),
+        # Of the wake-ups of a stack thread onto a core running another, per (woken class,
+        # running class), the share that preempted it at once.
+        "wake_preempt": {
+            f"{woken}>{ran}": share(
+                Counter(
+                    {
+                        "at_once": wake_preempt[(woken, ran, True)],
+                        "not": wake_preempt[(woken, ran, False)],
+                    }
+                ),
+                "at_once",
+                "not",
+            )
+            for woken, ran in sorted({(w, r) for w, r, _ in wake_preempt})
+        },
         "idle_pull": share(idle_pull, "pulled", "left_idle"),
     }
 

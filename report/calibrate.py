@@ -44,6 +44,7 @@ from scenarios.workload import LOCALITIES, OPERATIONS
 from server.security import HASH_THREADS
 from server.storage import BACKOFF_S, JITTER_S, MAX_ATTEMPTS
 from sim.cli import main as simulate
+from sim.cores import GROUP_OF_TRACE_CLASS
 from sim.pace import calibration_record, sidecar_path
 
 FLOOR_MS = 0.001  # the header's resolution: a zero is "below 1 µs"
@@ -427,9 +428,11 @@ def kernel_moves(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     s = max(traced, key=lambda s: float(s.get("target_qps") or 0))
     k = s["kernel_scheduler"]
     wake, pull = k["busy_wake"], k["idle_pull"]
+    preempts = wake_preempt_shares(k.get("wake_preempt") or {})
     return {
         "busy_wake_share": wake["share"],
         "idle_pull_share": pull["share"] if pull["share"] is not None else None,
+        "wake_preempt_share": {pair: share for pair, (share, _) in preempts.items()} or None,
         "moves_cores": s.get("machine_cores"),
         "moves_source": (
             f"the kernel's trace of {k['seconds']:g} s of run {s.get('run_id')} "
@@ -438,7 +441,45 @@ def kernel_moves(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
             f"{wake['moved'] + wake['stayed']} went to the idle core; of the times a core went "
             f"idle while a thread not cache-hot waited on another, it pulled one "
             f"{pull['pulled']} of {pull['pulled'] + pull['left_idle']} times"
+            + (
+                "; wake-ups onto a core running another thread that preempted it at once: "
+                + ", ".join(f"{pair} {n}" for pair, (_, n) in preempts.items())
+                if preempts
+                else ""
+            )
         ),
+    }
+
+
+# A pair of thread groups needs this many wake-ups in the trace for its measured share of
+# wake-up preemptions (fewer: the model follows EEVDF's rule for it).
+MIN_WAKES_ONTO_BUSY = 30
+
+
+def wake_preempt_counts(traced: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+    """The kernel's wake-ups onto a busy core (`kernel_scheduler.wake_preempt`: per
+    "<woken class>><running class>", preempted at once or not) per pair of the model's
+    thread groups (the stores' classes are its hand-offs): [preempted at once, not]."""
+    counts: dict[str, list[int]] = {}
+    for pair, seen in traced.items():
+        woken, _, running = pair.partition(">")
+        if woken not in GROUP_OF_TRACE_CLASS or running not in GROUP_OF_TRACE_CLASS:
+            continue
+        key = f"{GROUP_OF_TRACE_CLASS[woken]}>{GROUP_OF_TRACE_CLASS[running]}"
+        total = counts.setdefault(key, [0, 0])
+        total[0] += int(seen["at_once"])
+        total[1] += int(seen["not"])
+    return counts
+
+
+def wake_preempt_shares(traced: dict[str, dict[str, Any]]) -> dict[str, tuple[float, str]]:
+    """`wake_preempt_counts` as the share that preempted, with "k of n" said; pairs with
+    fewer than MIN_WAKES_ONTO_BUSY wake-ups left out."""
+    counts = wake_preempt_counts(traced)
+    return {
+        pair: (round(yes / (yes + no), 4), f"{yes} of {yes + no}")
+        for pair, (yes, no) in sorted(counts.items())
+        if yes + no >= MIN_WAKES_ONTO_BUSY
     }
 
 
@@ -463,7 +504,14 @@ def scheduler_lines(cores: int, moves: dict[str, Any] | None = None) -> list[str
     }
     if moves is not None:
         table.update({k: v for k, v in moves.items() if v is not None})
-    return ["[calibration.scheduler]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()), ""]
+    return ["[calibration.scheduler]", *(f"{k} = {_toml(v)}" for k, v in table.items()), ""]
+
+
+def _toml(value: Any) -> str:
+    """A value as TOML: a dict as an inline table, anything else as JSON writes it."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 def carried_qps(limit_ms_per_s: float, cost_ms: Callable[[np.ndarray], np.ndarray]) -> float:

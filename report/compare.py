@@ -32,7 +32,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from report.calibrate import RUNQUEUE_WAITS
+from report.calibrate import MIN_WAKES_ONTO_BUSY, RUNQUEUE_WAITS, wake_preempt_counts
 from scenarios.profiles import SpeedPoint, expected_cpu_ms
 from scenarios.results import (
     LOG_BIN_LO_MS,
@@ -511,6 +511,7 @@ def compare(pair: Pair) -> dict[str, Any]:
     waits = core_waits(pair.load, pair.sim)
     moves = core_moves(pair.loads, pair.sim)
     events = core_events(pair.loads, pair.sim)
+    wake_preempts = core_wake_preempts(pair.loads, pair.sim)
     paces = machine_paces(pair)
     spells = {
         "measured": measured_spells(trace),
@@ -541,6 +542,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         "core_waits": waits,
         "core_moves": moves,
         "core_events": events,
+        "core_wake_preempts": wake_preempts,
         # The steps the server runs on its worker threads (the password hash).
         "threaded_steps": sorted((pair.sim.get("calibration") or {}).get("threaded_steps") or {}),
         "slow_spells": spells,
@@ -779,6 +781,54 @@ def core_events_note(result: dict[str, Any]) -> str | None:
             + (f", the core taken by {takers} (the model's in brackets)" if takers else "")
         )
     return "in the kernel's trace " + "; ".join(parts) if parts else None
+
+
+def core_wake_preempts(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict[str, Any]:
+    """Per pair of thread groups "<woken>><running>", of the wake-ups onto a core running
+    another thread, the share that preempted it at once: the kernel's (pooled over the
+    load runs that traced it; pairs with MIN_WAKES_ONTO_BUSY or more wake-ups), with how
+    many it saw, beside the model's (None where a side lacks the pair)."""
+    kernel: dict[str, list[int]] = {}
+    for load in loads:
+        traced = (load.get("kernel_scheduler") or {}).get("wake_preempt") or {}
+        for pair, (yes, no) in wake_preempt_counts(traced).items():
+            total = kernel.setdefault(pair, [0, 0])
+            total[0] += yes
+            total[1] += no
+    model = (sim.get("core_wake_preempts") or {}).get("hybrid") or {}
+    return {
+        pair: {
+            "kernel": round(yes / (yes + no), 4),
+            "kernel_wakes": yes + no,
+            "model": (model.get(pair) or {}).get("share"),
+        }
+        for pair, (yes, no) in sorted(kernel.items(), key=lambda kv: -sum(kv[1]))
+        if yes + no >= MIN_WAKES_ONTO_BUSY
+    }
+
+
+def wake_preempt_note(result: dict[str, Any], pairs: int = 4) -> str | None:
+    """A sentence on the commonest pairs' wake-up preemptions, the kernel's beside the
+    model's."""
+    seen = list((result.get("core_wake_preempts") or {}).items())[:pairs]
+    if not seen:
+        return None
+
+    def said(group: str) -> str:
+        return TAKERS[TAKER_OF_GROUP.get(group, "rest")]
+
+    parts = []
+    for pair, p in seen:
+        woken, _, running = pair.partition(">")
+        model = "none" if p["model"] is None else f"{p['model']:.0%}"
+        parts.append(
+            f"{said(woken)} onto {said(running)} the kernel {p['kernel']:.0%} "
+            f"(of {p['kernel_wakes']:,}), the model {model}"
+        )
+    return (
+        "of the wake-ups onto a core running another thread, the share that preempted it "
+        "at once: " + "; ".join(parts)
+    )
 
 
 def core_moves_note(result: dict[str, Any]) -> str | None:
@@ -1121,6 +1171,7 @@ def explain(result: dict[str, Any]) -> list[str]:
             core_wait_note(result),
             core_moves_note(result),
             core_events_note(result),
+            wake_preempt_note(result),
             spell_note(result),
             retry_note(result),
         )

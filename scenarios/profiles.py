@@ -127,8 +127,28 @@ class Scheduler(_Frozen):
     # the model follows the kernel's rules for both (SIS_UTIL; newidle balancing).
     busy_wake_share: float | None = Field(default=None, ge=0, le=1)
     idle_pull_share: float | None = Field(default=None, ge=0, le=1)
+    # Measured likewise: of the wake-ups of a thread onto a core running another, per
+    # "<woken group>><running group>" (the model's thread groups), the share that preempted
+    # the running thread at once; where a pair has one, the model decides wake-up
+    # preemption by it instead of EEVDF's rule (sim.cores.FairCorePool).
+    wake_preempt_share: dict[str, float] = Field(default_factory=dict)
     moves_cores: int | None = Field(default=None, ge=1)
     moves_source: str = ""
+
+    @model_validator(mode="after")
+    def _wake_pairs(self) -> Scheduler:
+        for pair, share in self.wake_preempt_share.items():
+            woken, _, running = pair.partition(">")
+            if not woken or not running:
+                raise ValueError(
+                    f"calibration.scheduler.wake_preempt_share: {pair!r} is not "
+                    "'<woken group>><running group>'; calibrate again"
+                )
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(
+                    f"calibration.scheduler.wake_preempt_share.{pair}: {share} is not in [0, 1]"
+                )
+        return self
 
 
 class CacheMisses(_Frozen):

@@ -388,19 +388,17 @@ def _summary(
             for a, r in results.items()
             if r.core_time
         },
+        # ... of the wake-ups onto a core running another thread, per pair of groups, how
+        # many preempted it at once (the kernel's: kernel_scheduler.wake_preempt) ...
+        "core_wake_preempts": {
+            a: _counted(r.wake_preempts, "at_once", "not")
+            for a, r in results.items()
+            if r.wake_preempts
+        },
         # ... the per-core model's two choices of moves, as shares (the kernel's own are in
         # a traced load run's summary: kernel_scheduler) ...
         "core_choices": {
-            a: {
-                key: {
-                    "yes": yes,
-                    "no": no,
-                    "share": round(yes / (yes + no), 4) if yes + no else None,
-                }
-                for key, (yes, no) in sorted(r.core_choices.items())
-            }
-            for a, r in results.items()
-            if r.core_choices
+            a: _counted(r.core_choices, "yes", "no") for a, r in results.items() if r.core_choices
         },
         # ... and its slow spells: runs of requests that slowed together (logins marked).
         "slow_spells": {a: spell_shares(r.spells) for a, r in results.items() if r.spells},
@@ -441,6 +439,14 @@ def _summary(
             if (cal := ctx["world"].profile.calibration) is not None
             else None
         ),
+    }
+
+
+def _counted(counts: dict[str, list[int]], yes: str, no: str) -> dict[str, dict[str, Any]]:
+    """Per key, its [yes, no] counts under those names, with the share of yes."""
+    return {
+        key: {yes: y, no: n, "share": round(y / (y + n), 4) if y + n else None}
+        for key, (y, n) in sorted(counts.items())
     }
 
 

@@ -38,6 +38,17 @@ Done = Callable[[float], None]
 # Asked as a thread's piece of work ends: its next piece (work_ms, done), or None to sleep.
 Follow = Callable[[], "tuple[float, Done | None] | None"]
 HAND_OFFS = "hand-offs"  # the owner of the requests' own visits to the cores
+# The model's thread group that stands for each thread class of the kernel's trace
+# (loadgen.schedtrace): the servers' loops, the load generator, the password hash's
+# workers, and the stores, whose calls are the model's hand-offs.
+GROUP_OF_TRACE_CLASS = {
+    "loop": "app/*/loop",
+    "locust": "client/loop",
+    "server-thread": "app/*/edge.verify_password",
+    "redis": HAND_OFFS,
+    "postgres": HAND_OFFS,
+    "store": HAND_OFFS,
+}
 _EPS_MS = 1e-9
 # Linux's sysctl_sched_migration_cost: a thread that ran this recently is cache-hot and is
 # not moved to another core's queue by balancing (kernel/sched/fair.c, 500000 ns).
@@ -502,6 +513,7 @@ class FairCorePool(_KernelPool):
         migration_cost_ms: float = MIGRATION_COST_MS,
         busy_wake_share: float | None = None,
         idle_pull_share: float | None = None,
+        wake_preempt_share: dict[tuple[str, str], float] | None = None,
         chance: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(env, cores, slice_ms, tick_ms, name)
@@ -513,11 +525,18 @@ class FairCorePool(_KernelPool):
         ):
             if share is not None and not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name}: {label} must lie in [0, 1], got {share}")
-        if (busy_wake_share is not None or idle_pull_share is not None) and chance is None:
+        for pair, share in (wake_preempt_share or {}).items():
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(
+                    f"{name}: wake_preempt_share {pair} must lie in [0, 1], got {share}"
+                )
+        measured = busy_wake_share is not None or idle_pull_share is not None
+        if (measured or wake_preempt_share) and chance is None:
             raise ValueError(f"{name}: measured shares need a source of chance (U(0, 1) draws)")
         self.migration_cost_ms = migration_cost_ms
         self.busy_wake_share = busy_wake_share
         self.idle_pull_share = idle_pull_share
+        self.wake_preempt_share = dict(wake_preempt_share or {})
         self._chance = chance
         # The two decisions the shares stand for, as this model made them (for comparing
         # with the kernel's trace): a thread waking with its core busy and another idle
@@ -525,6 +544,9 @@ class FairCorePool(_KernelPool):
         # another core's queue (pulled, left idle).
         self.busy_wakes = [0, 0]
         self.idle_pulls = [0, 0]
+        # Per (woken owner, running owner): wake-ups onto a core running another thread,
+        # [preempted it at once, did not] (the kernel's trace counts the same).
+        self.wakes_onto_busy: dict[tuple[str, str], list[int]] = {}
         self._queues: list[list[_Entity]] = [[] for _ in range(cores)]  # waiting, per core
         self._delayed: list[list[_Entity]] = [[] for _ in range(cores)]  # asleep, on queue
         self._util = [0.0] * cores  # each core's PELT utilisation at _util_at
@@ -706,7 +728,19 @@ class FairCorePool(_KernelPool):
             # Wake-up preemption on its core. The running thread is brought up to date
             # first: past its deadline, it gets the next (and its protection is over).
             self._renewed(r, now)
-            self._resched(c, now)
+            assert r.job is not None and e.job is not None
+            pair = (e.job[2], r.job[2])
+            share = self.wake_preempt_share.get(pair)
+            if share is None:
+                self._resched(c, now)
+            elif self._chance() < share:  # type: ignore[misc]
+                # As measured: the share of such wake-ups that preempted the running thread.
+                self._preempt(c, now)
+                self._queues[c].remove(e)
+                self._settle_delayed(c, now)
+                self._put_on(c, e, now)
+            counts = self.wakes_onto_busy.setdefault(pair, [0, 0])
+            counts[self._running[c] is not e] += 1
         self._keep_ticking()
 
     def _resched(self, core: int, now: float) -> None:

@@ -325,6 +325,14 @@ class SystemModel:
                         sched.tick_ms,
                         busy_wake_share=sched.busy_wake_share if measured else None,
                         idle_pull_share=sched.idle_pull_share if measured else None,
+                        wake_preempt_share=(
+                            {
+                                tuple(pair.split(">", 1)): share  # type: ignore[misc]
+                                for pair, share in sched.wake_preempt_share.items()
+                            }
+                            if measured
+                            else None
+                        ),
                         # (a stream of its own: the other draws stay as they were)
                         chance=uniform01(
                             np.random.default_rng([self.config.seed, self.config.replication, 7])
@@ -751,11 +759,16 @@ class SystemModel:
         station = request.station
         service = st.service()  # type: ignore[misc]
         if st.on_loop:
+            # The CPU as the cores run it: with the machine's pace replayed, the time it
+            # takes is its work times the pace (taken as it arrives), which the step's own
+            # time and its wait for the loop are reckoned against.
+            cores = self.cores
+            pace = cores.pace(now) if cores is not None and cores.pace is not None else 1.0
             if request.carry:
                 service += request.carry
-                request.carried += request.carry
+                request.carried += request.carry * pace
                 request.carry = 0.0
-            request.done_unqueued = now + service
+            request.done_unqueued = now + service * pace
         if station.deferred:  # type: ignore[union-attr]
             # A thread on the shared cores: the request goes on when its work is done.
             station.submit(service, lambda t: self._served(request, st, t))  # type: ignore[union-attr]

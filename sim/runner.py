@@ -105,6 +105,9 @@ class ArchitectureResult:
     core_choices: dict[str, list[int]] = field(default_factory=dict)
     # Per thread group, the groups that took its core at its preemptions, and how often.
     preempted_for: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Per "<woken group>><running group>", wake-ups onto a core running another thread:
+    # [preempted it at once, did not] (the per-core model), summed likewise.
+    wake_preempts: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _run_one(
@@ -177,7 +180,12 @@ def _run_one(
             if isinstance(cores, FairCorePool)
             else {}
         ),
-        "preempted_for": cores.preempted_for if kernel else {},
+        "preempted_for": cores.preempted_for if isinstance(cores, _KernelPool) else {},
+        "wake_preempts": (
+            {f"{w}>{r}": list(c) for (w, r), c in cores.wakes_onto_busy.items()}
+            if isinstance(cores, FairCorePool)
+            else {}
+        ),
         "requests": model.completed,
         "arrived": model.arrived,
         "cpu_s": time.process_time() - started,
@@ -311,6 +319,10 @@ def _pool(
             total_pair = res.core_choices.setdefault(key, [0, 0])
             total_pair[0] += pair[0]
             total_pair[1] += pair[1]
+        for pair, (yes, no) in out.get("wake_preempts", {}).items():
+            total_pair = res.wake_preempts.setdefault(pair, [0, 0])
+            total_pair[0] += yes
+            total_pair[1] += no
         for (off, on), n in out.get("preempted_for", {}).items():
             by = res.preempted_for.setdefault(off, {})
             by[on] = by.get(on, 0) + n

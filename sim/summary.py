@@ -57,7 +57,7 @@ def step_shares(samples: CellSamples) -> list[StepShare]:
     for label, ms in samples.step_ms.items():
         step, _, route = label.partition("|")
         by_step[step] = by_step.get(step, 0.0) + ms
-        if ms > top_route.get(step, (-1.0, None))[0]:
+        if step not in top_route or ms > top_route[step][0]:
             top_route[step] = (ms, route or None)
     shares = [StepShare(s, top_route[s][1], ms / samples.traced) for s, ms in by_step.items()]
     return sorted(shares, key=lambda s: -s.mean_ms)

@@ -241,3 +241,27 @@ def test_the_stores_threads_are_told_apart_by_their_program(tmp_path: Path) -> N
             p.kill()
             p.wait()
     assert classes == {procs[0].pid: "redis", procs[1].pid: "postgres"}
+
+
+def test_a_wake_up_onto_a_busy_core_is_told_preempting_or_not() -> None:
+    """The worker wakes onto CPU 0 while the loop runs there: the first time the loop is
+    switched out for it within 0.2 ms (preempted at once), the second time the loop runs
+    on and then sleeps, and a third wake-up's switch comes a tick later (not at once)."""
+    trace = "\n".join(
+        [
+            _switch(0, 1.000000, 0, "R", LOOP),
+            _wakeup(LOOP, 0, 1.001000, WORKER, 0),
+            _switch(0, 1.001050, LOOP, "R", WORKER),  # at once
+            _switch(0, 1.001200, WORKER, "S", LOOP),
+            _wakeup(LOOP, 0, 1.002000, WORKER, 0),
+            _switch(0, 1.002500, LOOP, "S", WORKER),  # the loop slept first
+            _switch(0, 1.002600, WORKER, "S", LOOP),
+            _wakeup(LOOP, 0, 1.003000, WORKER, 0),
+            _switch(0, 1.007000, LOOP, "R", WORKER),  # the tick's, 4 ms on
+            _wakeup(WORKER, 0, 1.007100, OTHER, 0),  # not a stack thread: not counted
+        ]
+    )
+    found = analyse(trace, {LOOP: "loop", WORKER: "server-thread"})
+    assert found["wake_preempt"] == {
+        "server-thread>loop": {"at_once": 1, "not": 2, "share": round(1 / 3, 4)}
+    }

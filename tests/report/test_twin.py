@@ -41,6 +41,7 @@ from report.calibrate import (
     own_queueing,
     rest_scales,
     run_cpu_per_request,
+    scheduler_lines,
     task_slice_ms,
 )
 from report.calibrate import main as calibrate
@@ -52,6 +53,7 @@ from report.compare import (
     core_moves_note,
     core_wait_note,
     core_waits,
+    core_wake_preempts,
     explain,
     find_pair,
     furthest_speed,
@@ -69,6 +71,7 @@ from report.compare import (
     speed_note,
     spell_note,
     twin_verdict,
+    wake_preempt_note,
 )
 from report.compare import compare as compare_pair
 from report.compare import main as compare
@@ -78,6 +81,7 @@ from report.twin import parse as twin_args
 from report.twin import plan as twin_plan
 from scenarios import DATA_DIR, load_world
 from scenarios.loader import calibrated_world
+from scenarios.profiles import Scheduler
 from scenarios.results import TRACE_FORMAT, log_bins, run_started
 from server.security import HASH_THREADS
 from sim.cli import main as simulate
@@ -164,8 +168,59 @@ def test_the_profile_takes_the_kernels_moves_from_the_busiest_traced_run() -> No
     assert (moves["busy_wake_share"], moves["idle_pull_share"]) == (0.15, 0.2)
     assert moves["moves_cores"] == 2
     assert "run busy (1600 QPS" in moves["moves_source"] and "15 of 100" in moves["moves_source"]
+    assert moves["wake_preempt_share"] is None  # (a run traced before they were counted)
     # No run could trace the kernel (not root): the model keeps the kernel's rules.
     assert kernel_moves([{"kernel_scheduler": {"unavailable": "not root"}}, {}]) is None
+
+
+# The kernel's wake-ups onto a busy core, as a traced run counts them (loadgen.schedtrace).
+WAKE_PREEMPT = {
+    "redis>loop": {"at_once": 70, "not": 20},
+    "postgres>loop": {"at_once": 8, "not": 2},  # with Redis's: the model's hand-offs
+    "locust>loop": {"at_once": 30, "not": 30},
+    "loop>locust": {"at_once": 3, "not": 20},  # too few (23) to measure a share by
+    "pace>loop": {"at_once": 50, "not": 50},  # the pace probe: no thread of the model
+}
+
+
+def test_the_profile_takes_the_kernels_wake_up_preemptions_per_pair_of_groups() -> None:
+    busy = _traced("busy", 1600, 15, 85, 20, 80)
+    busy["kernel_scheduler"]["wake_preempt"] = WAKE_PREEMPT
+    moves = kernel_moves([busy])
+    assert moves is not None
+    assert moves["wake_preempt_share"] == {
+        "client/loop>app/*/loop": 0.5,
+        "hand-offs>app/*/loop": 0.78,
+    }
+    assert "hand-offs>app/*/loop 78 of 100" in moves["moves_source"]
+    # Written as TOML the profile reads back, and the model's cores decide by it.
+    lines = scheduler_lines(2, moves)
+    table = tomllib.loads("\n".join(lines))["calibration"]["scheduler"]
+    assert Scheduler(**table).wake_preempt_share == moves["wake_preempt_share"]
+    with pytest.raises(ValueError, match="is not '<woken group>><running group>'"):
+        Scheduler(**{**table, "wake_preempt_share": {"hand-offs": 0.5}})
+    with pytest.raises(ValueError, match=r"wake_preempt_share.a>b: 1.5 is not in \[0, 1\]"):
+        Scheduler(**{**table, "wake_preempt_share": {"a>b": 1.5}})
+
+
+def test_compare_sets_the_kernels_wake_up_preemptions_beside_the_models() -> None:
+    loads = [{"kernel_scheduler": {"wake_preempt": WAKE_PREEMPT}}, {}]
+    sim = {
+        "core_wake_preempts": {
+            "hybrid": {"hand-offs>app/*/loop": {"at_once": 10, "not": 90, "share": 0.1}}
+        }
+    }
+    pairs = core_wake_preempts(loads, sim)
+    assert list(pairs) == ["hand-offs>app/*/loop", "client/loop>app/*/loop"]  # commonest first
+    assert pairs["hand-offs>app/*/loop"] == {"kernel": 0.78, "kernel_wakes": 100, "model": 0.1}
+    assert pairs["client/loop>app/*/loop"]["model"] is None
+    note = wake_preempt_note({"core_wake_preempts": pairs})
+    assert note == (
+        "of the wake-ups onto a core running another thread, the share that preempted it at "
+        "once: the stores onto the loops the kernel 78% (of 100), the model 10%; the load "
+        "generator onto the loops the kernel 50% (of 60), the model none"
+    )
+    assert wake_preempt_note({"core_wake_preempts": core_wake_preempts([{}], {})}) is None
 
 
 def test_compare_sets_the_kernels_moves_beside_the_models() -> None:
@@ -1714,6 +1769,10 @@ def test_the_model_replays_the_pace_the_calibration_recorded(
         for name in ("steady", "wavering")
     }  # fmt: skip
     assert tail["wavering"] > 1.2 * tail["steady"], tail
+    # A step's time is reckoned at the paced speed: none comes out below zero (the CPU
+    # carried onto a visit at half speed once made a step's time -1 ms).
+    rows = json.loads((tmp_path / "wavering" / "sim" / "latest" / "summary.json").read_text())
+    assert all(ms >= 0 for r in rows["latency"] for ms in r.get("steps_mean_ms", {}).values())
     # Clear errors, each naming the file and the way out.
     rough.with_name("local.pace.json").write_text("{not json")
     assert simulate([*steady[:-2], *at, str(tmp_path / "garbled")]) == 2

@@ -495,4 +495,41 @@ def test_the_pool_counts_wake_ups_and_preemptions_as_the_kernels_trace_does() ->
     assert pool.preempted_wait_by["a"] == pytest.approx(pool.wait_by["a"])
     assert 0 < pool.preempted_wait_by["b"] < pool.wait_by["b"]
     # Each preemption gave the core to the other thread.
-    assert pool.preempted_for == {("a", "b"): pool.preempted_by["a"], ("b", "a"): pool.preempted_by["b"]}
+    assert pool.preempted_for == {
+        ("a", "b"): pool.preempted_by["a"],
+        ("b", "a"): pool.preempted_by["b"],
+    }
+
+
+def _woken_end(share: float | None) -> tuple[float, dict[tuple[str, str], list[int]]]:
+    """One core: "r" computes 10 ms from 0; "w" wakes at 0.5 ms with 0.1 ms of work. Under
+    EEVDF's rule a new thread placed level with "r" waits for "r"'s protection to end (the
+    tick at 4 ms); when "w" ends, and the pool's count of such wake-ups."""
+    env = simpy.Environment()
+    shares = None if share is None else {("w", "r"): share}
+    pool = FairCorePool(
+        env, 1, slice_ms=1.4, tick_ms=4.0, wake_preempt_share=shares, chance=lambda: 0.5
+    )
+    r, w = CoreThread("r", pool), CoreThread("w", pool)
+    end: list[float] = []
+    r.submit(10.0, None)
+
+    def later() -> Generator[simpy.Event, None, None]:
+        yield env.timeout(0.5)
+        w.submit(0.1, end.append)
+
+    env.process(later())
+    env.run(until=50)
+    return end[0], pool.wakes_onto_busy
+
+
+def test_a_measured_share_decides_whether_a_wake_up_preempts() -> None:
+    assert _woken_end(None) == (pytest.approx(4.1), {("w", "r"): [0, 1]})  # the rule: waits
+    assert _woken_end(0.0) == (pytest.approx(4.1), {("w", "r"): [0, 1]})
+    # As the kernel's trace measured it: the share preempts at once (0.5 < 0.6).
+    assert _woken_end(0.6) == (pytest.approx(0.6), {("w", "r"): [1, 0]})
+    with pytest.raises(ValueError, match=r"wake_preempt_share \('w', 'r'\) must lie in \[0, 1\]"):
+        _woken_end(1.5)
+    env = simpy.Environment()
+    with pytest.raises(ValueError, match="need a source of chance"):
+        FairCorePool(env, 1, 1.4, 4.0, wake_preempt_share={("w", "r"): 0.5})
