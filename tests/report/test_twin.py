@@ -1306,7 +1306,7 @@ def test_the_model_replays_the_machine_as_a_load_run_measured_it(
     """PACE= gives the model a load run's CPU per request (over the profile's at that load)
     and its cores' pace from one 10 ms to the next: the fixture's own run, which is the
     calibration run, runs at x1; a copy whose servers spent twice the CPU doubles the
-    loops' CPU, and one whose pace wavered makes the tail longer. Runs without a record,
+    loops' CPU, and one whose pace wavered spreads the tail wider. Runs without a record,
     of another load, or with another profile are refused."""
     flags = ["--profile", str(loop["profile"]), "--qps", "60", "--duration", "20", *SIM]
 
@@ -1353,13 +1353,15 @@ def test_the_model_replays_the_machine_as_a_load_run_measured_it(
     (rough / "pace.json").write_text(json.dumps(record))
     wavered = sim("wavered", rough)
     assert wavered["pace"]["p90_factor"] == pytest.approx(400 / 160, abs=0.01)
-    tail = {
-        name: next(r["p99_ms"] for r in s["latency"]
+    # The same mean work, faster most of the time and slower one 10 ms in five: the p99
+    # lies further from the p50 (its own p99 alone is too noisy at this size to compare).
+    spread = {
+        name: next(r["p99_ms"] / r["p50_ms"] for r in s["latency"]
                    if (r["operation"], r["locality"], r["region"])
                    == ("session_validation", "same_region", "all"))
         for name, s in (("own", own), ("wavered", wavered))
     }  # fmt: skip
-    assert tail["wavered"] > tail["own"]
+    assert spread["wavered"] > spread["own"], spread
     # Clear refusals.
     bare = copy("bare")
     (bare / "pace.json").unlink()
