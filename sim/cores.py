@@ -499,6 +499,13 @@ class FairCorePool(_KernelPool):
     when another core frees first, which a single queue for all cores would not make it
     do.
 
+    Measured shares, where the profile has them from the kernel's trace, stand in for
+    three of these rules: whether a waking thread whose core is busy goes to the idle one
+    (`busy_wake_share`), whether a core going idle pulls a waiting thread
+    (`idle_pull_share`), and, per pair of thread groups, whether a thread waking onto a
+    core that runs the other preempts it at once (`wake_preempt_share`, keyed (woken
+    owner, running owner); pairs without one follow the rule above).
+
     `slice_ms` and `tick_ms` are the kernel's (see the README: measured on this machine);
     `migration_cost_ms` is Linux's sysctl_sched_migration_cost (0.5 ms by default)."""
 
