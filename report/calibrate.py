@@ -456,12 +456,13 @@ def kernel_moves(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
 MIN_WAKES_ONTO_BUSY = 30
 
 
-def wake_preempt_counts(traced: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+def wake_preempt_counts(traces: list[dict[str, dict[str, Any]]]) -> dict[str, list[int]]:
     """The kernel's wake-ups onto a busy core (`kernel_scheduler.wake_preempt`: per
-    "<woken class>><running class>", preempted at once or not) per pair of the model's
-    thread groups (the stores' classes are its hand-offs): [preempted at once, not]."""
+    "<woken class>><running class>", preempted at once or not), summed over `traces`, per
+    pair of the model's thread groups (the stores' classes are its hand-offs): [preempted
+    at once, not]."""
     counts: dict[str, list[int]] = {}
-    for pair, seen in traced.items():
+    for pair, seen in (item for traced in traces for item in traced.items()):
         woken, _, running = pair.partition(">")
         if woken not in GROUP_OF_TRACE_CLASS or running not in GROUP_OF_TRACE_CLASS:
             continue
@@ -475,7 +476,7 @@ def wake_preempt_counts(traced: dict[str, dict[str, Any]]) -> dict[str, list[int
 def wake_preempt_shares(traced: dict[str, dict[str, Any]]) -> dict[str, tuple[float, str]]:
     """`wake_preempt_counts` as the share that preempted, with "k of n" said; pairs with
     fewer than MIN_WAKES_ONTO_BUSY wake-ups left out."""
-    counts = wake_preempt_counts(traced)
+    counts = wake_preempt_counts([traced])
     return {
         pair: (round(yes / (yes + no), 4), f"{yes} of {yes + no}")
         for pair, (yes, no) in sorted(counts.items())

@@ -43,7 +43,7 @@ from scenarios.results import (
     offered_requests,
     run_cpu_per_request,
 )
-from sim.cores import HAND_OFFS
+from sim.cores import GROUP_OF_TRACE_CLASS, HAND_OFFS
 from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, spell_shares
 
 TOLERANCE = 0.15
@@ -665,16 +665,6 @@ EVENT_PARTS = {
 # Who takes a core at a preemption, named alike on both sides: the kernel trace's thread
 # classes (`store` in runs traced before Redis and PostgreSQL were told apart) and the
 # model's thread groups, whose hand-offs stand for the store calls (and the way in and out).
-TAKER_OF_CLASS = {
-    "loop": "loops",
-    "locust": "load_generator",
-    "server-thread": "hashes",
-    "redis": "stores",
-    "postgres": "stores",
-    "store": "stores",
-    "pace": "rest",
-    "other": "rest",
-}
 TAKER_OF_GROUP = {
     "app/*/loop": "loops",
     "client/loop": "load_generator",
@@ -682,6 +672,8 @@ TAKER_OF_GROUP = {
     HAND_OFFS: "stores",
     "other": "rest",
 }
+# (a class with no thread group of the model, the pace probe and the others, is the rest)
+TAKER_OF_CLASS = {c: TAKER_OF_GROUP[g] for c, g in GROUP_OF_TRACE_CLASS.items()}
 TAKERS = {
     "stores": "the stores",
     "load_generator": "the load generator",
@@ -788,13 +780,9 @@ def core_wake_preempts(loads: list[dict[str, Any]], sim: dict[str, Any]) -> dict
     another thread, the share that preempted it at once: the kernel's (pooled over the
     load runs that traced it; pairs with MIN_WAKES_ONTO_BUSY or more wake-ups), with how
     many it saw, beside the model's (None where a side lacks the pair)."""
-    kernel: dict[str, list[int]] = {}
-    for load in loads:
-        traced = (load.get("kernel_scheduler") or {}).get("wake_preempt") or {}
-        for pair, (yes, no) in wake_preempt_counts(traced).items():
-            total = kernel.setdefault(pair, [0, 0])
-            total[0] += yes
-            total[1] += no
+    kernel = wake_preempt_counts(
+        [(load.get("kernel_scheduler") or {}).get("wake_preempt") or {} for load in loads]
+    )
     model = (sim.get("core_wake_preempts") or {}).get("hybrid") or {}
     return {
         pair: {

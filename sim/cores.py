@@ -372,6 +372,22 @@ class _KernelPool(CorePool):
         self.wakeups_by[owner] = self.wakeups_by.get(owner, 0) + 1
         return e
 
+    def run(
+        self,
+        work_ms: float,
+        done: Done | None,
+        owner: str = "",
+        entity: _Entity | None = None,
+        follow: Follow | None = None,
+    ) -> None:
+        e = self._begin(work_ms, done, owner, entity, follow)
+        if e is not None:
+            self._wake(e)
+
+    def _wake(self, e: _Entity) -> None:
+        """Place the thread `e`, just given work, on a core's queue or a core."""
+        raise NotImplementedError  # each model has its own
+
     def _continued(self, core: int, e: _Entity, ran: float, now: float) -> bool:
         """Whether the thread whose piece just ended on `core` goes on with its next one
         (its `follow`, see CorePool.run) on the same core, as the kernel sees it: no sleep,
@@ -712,17 +728,7 @@ class FairCorePool(_KernelPool):
         return self._pull(core, now)
 
     # -- running work ------------------------------------------------------------------
-    def run(
-        self,
-        work_ms: float,
-        done: Done | None,
-        owner: str = "",
-        entity: _Entity | None = None,
-        follow: Follow | None = None,
-    ) -> None:
-        e = self._begin(work_ms, done, owner, entity, follow)
-        if e is None:
-            return
+    def _wake(self, e: _Entity) -> None:
         now = self.env.now
         # A thread still on its core's queue wakes there (ttwu_runnable); another is
         # placed (select_idle_sibling).
@@ -876,17 +882,7 @@ class SharedFairCorePool(_KernelPool):
         return self._earliest(self._waiting, self._average(now)) if self._waiting else None
 
     # -- running work ------------------------------------------------------------------
-    def run(
-        self,
-        work_ms: float,
-        done: Done | None,
-        owner: str = "",
-        entity: _Entity | None = None,
-        follow: Follow | None = None,
-    ) -> None:
-        e = self._begin(work_ms, done, owner, entity, follow)
-        if e is None:
-            return
+    def _wake(self, e: _Entity) -> None:
         now = self.env.now
         # Wake up: placed at the average less the lag it kept, a slice to its deadline.
         e.v = self._average(now) - e.lag
