@@ -204,11 +204,14 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
     idle_pull = Counter[str]()
     # A wake-up onto a core running a stack thread, not yet told: (woken, running, when).
     onto_busy: dict[int, tuple[int, int, float]] = {}
-    wake_preempt = Counter[tuple[str, str, bool]]()  # (woken, running, preempted at once)
+    # Per "<woken class>><running class>": such wake-ups, "at_once" (preempting) or "not".
+    wake_preempt: dict[str, Counter[str]] = {}
 
     def told(cpu: int, at_once: bool) -> None:
         woken, ran, _ = onto_busy.pop(cpu)
-        wake_preempt[(cls(woken), cls(ran), at_once)] += 1
+        wake_preempt.setdefault(f"{cls(woken)}>{cls(ran)}", Counter())[
+            "at_once" if at_once else "not"
+        ] += 1
 
     def cls(pid: int) -> str:
         return classes.get(pid, "other")
@@ -346,17 +349,7 @@ def analyse(text: str, classes: dict[int, str]) -> dict[str, Any]:
         # Of the wake-ups of a stack thread onto a core running another, per (woken class,
         # running class), the share that preempted it at once.
         "wake_preempt": {
-            f"{woken}>{ran}": share(
-                Counter(
-                    {
-                        "at_once": wake_preempt[(woken, ran, True)],
-                        "not": wake_preempt[(woken, ran, False)],
-                    }
-                ),
-                "at_once",
-                "not",
-            )
-            for woken, ran in sorted({(w, r) for w, r, _ in wake_preempt})
+            pair: share(counts, "at_once", "not") for pair, counts in sorted(wake_preempt.items())
         },
         "idle_pull": share(idle_pull, "pulled", "left_idle"),
     }
