@@ -315,16 +315,22 @@ def machine_lines(
 ) -> list[str]:
     """The `[calibration]` lines that let the model share the machine's cores: how many
     it had, what was busy before the load, the steps run on worker threads and their CPU
-    per request offered (their whole rest, taken as CPU: the hash is all computation)."""
+    per request offered (the worker threads' own clocks; where the run lacks them, their
+    whole rest, taken as CPU: the hash is all computation, but its rest also holds its
+    waits for a core)."""
     cores = summary.get("machine_cores")
     if not cores:
         return []
     offered = offered_requests(summary)
-    threaded_ms = sum(
-        dur - cpu - wan
-        for *_, steps in trace["requests"]
-        for name, dur, cpu, wan in steps
-        if name in THREADED_STEPS
+    threaded_ms = (
+        1000.0 * summary["server_hash_cpu_s"]
+        if summary.get("server_hash_cpu_s")
+        else sum(
+            dur - cpu - wan
+            for *_, steps in trace["requests"]
+            for name, dur, cpu, wan in steps
+            if name in THREADED_STEPS
+        )
     )
     per_request = threaded_ms / offered if offered else 0.0
     answered = trace["requests"]
@@ -568,8 +574,12 @@ def client_samples(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The load generator's CPU per request: on the path before the send and after the
     answer (each with half the hub's CPU per request: a request wakes its sender twice,
-    for its send time and for its answer), and after the latency is taken (the senders'
-    CPU off the path and the other greenlets', per request sent)."""
+    for its send time and for its answer), and after the latency is taken: the rest of
+    its process's CPU per request offered (the preparing requests, the senders' CPU off
+    the path, the other greenlets', Locust's own timers and statistics), so that the three
+    add up to the CPU per request the speed points scale. Where the run lacks its
+    process's CPU, the clock's own figure (the senders off the path and the other
+    greenlets, per request sent) stands in."""
     clock = trace["client_clock"]
     sent = sum(r["n"] + r["errors"] for r in summary["latency"]) + len(trace["prepares"])
     if not sent:
@@ -578,8 +588,11 @@ def client_samples(
     rows = trace["requests"]
     send = np.array([r[6][1] for r in rows]) + wake
     receive = np.array([r[6][2] + r[6][3] for r in rows]) + wake
-    after = max(clock["sender_ms"] - clock["on_path_ms"], 0.0) + clock["other_ms"]
-    return send, receive, after / sent
+    clocked = (max(clock["sender_ms"] - clock["on_path_ms"], 0.0) + clock["other_ms"]) / sent
+    total = run_cpu_per_request(summary)["load_generator"]
+    if total is None:
+        return send, receive, clocked
+    return send, receive, max(total - float(send.mean()) - float(receive.mean()), clocked)
 
 
 def _untraced_samples(

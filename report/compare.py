@@ -9,7 +9,8 @@ the simulator's 95 % intervals), the relative errors, and a two-sample
 Kolmogorov-Smirnov test of the two distributions. A cell with at least MIN_SAMPLES
 measured requests passes when its simulated p50 and p90 are within TOLERANCE of the
 measured ones; where a cell is off, the step whose mean time differs most between the
-model and the load run's trace (when it was traced) is named as the cause. With several
+model and the load runs' traces (those that were traced, pooled) is named as the cause,
+over every request and, where the p90 is off, over the slowest tenth. With several
 load runs, each cell also says how far each run's own p50 and p90 lie from the pooled
 ones: how well the machine repeats its own measurement.
 """
@@ -44,7 +45,7 @@ from scenarios.results import (
     run_cpu_per_request,
 )
 from sim.cores import GROUP_OF_TRACE_CLASS, HAND_OFFS
-from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, spell_shares
+from sim.stats import SLOW_SPELL_FACTOR, SPELL, slow_spells, slowest_tenth_steps, spell_shares
 
 TOLERANCE = 0.15
 MIN_SAMPLES = 1000
@@ -293,6 +294,20 @@ def read_trace(load_dir: Path) -> dict[str, Any] | None:
     return trace if trace.get("format") in TRACE_FORMATS_READ else None
 
 
+def read_traces(load_dirs: list[Path]) -> dict[str, Any] | None:
+    """The pooled load runs' traces as one: every traced run's requests, run after run (in
+    the order each completed them), so that the steps compared are those of the requests
+    whose percentiles are compared; None when no run was traced in a format this version
+    reads. `runs`: how many traces it pools."""
+    traces = [t for t in map(read_trace, load_dirs) if t is not None]
+    if not traces:
+        return None
+    if len(traces) == 1:
+        return {**traces[0], "runs": 1}
+    requests = [row for t in traces for row in t["requests"]]
+    return {**traces[0], "requests": requests, "runs": len(traces)}
+
+
 def measured_steps(trace: dict[str, Any] | None) -> dict[tuple[str, str, str], dict[str, float]]:
     """Mean ms per request in each step (and `app.untraced`, the rest) per cell, from the
     load run's trace; empty without one."""
@@ -301,13 +316,18 @@ def measured_steps(trace: dict[str, Any] | None) -> dict[tuple[str, str, str], d
     sums: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
     splits: dict[tuple[str, str, str], list[tuple[float, ...]]] = defaultdict(list)
+    each: dict[tuple[str, str, str], list[tuple[float, list[tuple[str, float]]]]] = defaultdict(
+        list
+    )
     for op, loc, region, latency, app_ms, _, client, steps in trace["requests"]:
         split = client[4:7] if len(client) >= 7 and client[4] is not None else None
+        own = [(name, dur) for name, dur, *_ in steps]
+        own.append(("app.untraced", latency - sum(s[1] for s in steps)))
         for key in ((op, loc, region), (op, loc, "all")):
             counts[key] += 1
-            for name, dur, *_ in steps:
+            for name, dur in own:
                 sums[key][name] += dur
-            sums[key]["app.untraced"] += latency - sum(s[1] for s in steps)
+            each[key].append((latency, own))
             # of which outside the server's own clock: HTTP, loopback, the load generator
             sums[key][OUTSIDE] += latency - app_ms
             sums[key][LATE] += client[0]  # the sender's wake-up: its thread's queue, its timer
@@ -319,6 +339,9 @@ def measured_steps(trace: dict[str, Any] | None) -> dict[tuple[str, str, str], d
     }
     for key, rows in splits.items():
         out[key][SPLIT] = latency_split(rows)
+    for key, requests in each.items():
+        n, tail = slowest_tenth_steps(requests)
+        out[key][TAIL] = {step: ms / n for step, ms in tail.items()}
     return out
 
 
@@ -413,6 +436,7 @@ def measured_spells(trace: dict[str, Any] | None) -> dict[str, float | None] | N
 OUTSIDE = "(outside the server)"
 LATE = "(sender woke late)"
 SPLIT = "(latency split)"
+TAIL = "(slowest tenth)"  # mean ms per step over the slowest tenth of the cell's requests
 SPLIT_PARTS = ("late", "before_socket", "to_server", "server", "after_server")
 
 
@@ -435,9 +459,9 @@ def latency_split(rows: list[tuple[float, ...]]) -> dict[str, dict[str, float]]:
     }
 
 
-def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
+def _sim_steps(row: dict[str, Any], key: str = "steps_mean_ms") -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
-    for label, ms in (row.get("steps_mean_ms") or {}).items():
+    for label, ms in (row.get(key) or {}).items():
         step = label.split("|")[0]
         # The model's waits for the load generator's thread belong to what the trace
         # counts as outside the steps.
@@ -445,12 +469,19 @@ def _sim_steps(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _widest_gap(mine: dict[str, float], theirs: dict[str, Any]) -> str:
+    """The step whose mean ms per request differs most between the model and the trace."""
+    labels = (set(mine) | set(theirs)) - {OUTSIDE, LATE, SPLIT, TAIL}
+    diffs = {k: mine.get(k, 0.0) - theirs.get(k, 0.0) for k in labels}
+    return max(diffs, key=lambda k: abs(diffs[k]))
+
+
 # -- the comparison ---------------------------------------------------------------------------
 
 
 def compare(pair: Pair) -> dict[str, Any]:
     meas, simd = pair.measured, pair.simulated
-    trace = read_trace(pair.load_dir)
+    trace = read_traces(pair.load_dirs)
     msteps = measured_steps(trace)
     sim_rows = {
         (r["operation"], r["locality"], r["region"]): r
@@ -490,14 +521,20 @@ def compare(pair: Pair) -> dict[str, Any]:
         )
         mine, theirs = _sim_steps(srow), msteps.get(key, {})
         if theirs and mine:
-            labels = (set(mine) | set(theirs)) - {OUTSIDE, LATE, SPLIT}
-            diffs = {k: mine.get(k, 0.0) - theirs.get(k, 0.0) for k in labels}
-            worst = max(diffs, key=lambda k: abs(diffs[k]))
+            worst = _widest_gap(mine, theirs)
             row["step_gap"] = {
                 "step": worst,
                 "simulated_mean_ms": round(mine.get(worst, 0.0), 3),
                 "measured_mean_ms": round(theirs.get(worst, 0.0), 3),
             }
+            tail_mine = _sim_steps(srow, "steps_tail_mean_ms")
+            if tail_mine and theirs.get(TAIL):
+                tail = _widest_gap(tail_mine, theirs[TAIL])
+                row["tail_step_gap"] = {
+                    "step": tail,
+                    "simulated_mean_ms": round(tail_mine.get(tail, 0.0), 3),
+                    "measured_mean_ms": round(theirs[TAIL].get(tail, 0.0), 3),
+                }
             if worst == "app.untraced":
                 row["step_gap"]["measured_outside_server_ms"] = round(theirs[OUTSIDE], 3)
                 row["step_gap"]["measured_sender_late_ms"] = round(theirs[LATE], 3)
@@ -550,6 +587,7 @@ def compare(pair: Pair) -> dict[str, Any]:
         # The machine's pace the simulation replayed (make simulate PACE=), or None.
         "simulation_pace": pair.sim.get("pace"),
         "retries": {"measured": measured_retries(trace), "simulated": simulated_retries(pair.sim)},
+        "traced_runs": trace["runs"] if trace else 0,
         "rows": rows,
     }
 
@@ -1187,6 +1225,7 @@ def explain(result: dict[str, Any]) -> list[str]:
                     f"{gap.get('measured_sender_late_ms', 0.0):.2f} ms of that in the sender "
                     "waking late for its send"
                 )
+        text += _tail_gap_text(r, "; in the slowest tenth, where the p90 is off, it is ")
         split = r.get("measured_split_ms")
         if split:
             parts = ", ".join(
@@ -1339,9 +1378,22 @@ def _off_with_step(result: dict[str, Any], keys: set[tuple[str, str, str]]) -> s
                 f"; most apart in {gap['step']}: {gap['simulated_mean_ms']:.2f} ms simulated, "
                 f"{gap['measured_mean_ms']:.2f} measured"
             ) + _threads_wait(result, gap["step"])
+        text += _tail_gap_text(head, "; its slowest tenth most apart in ")
         others = [r["region"] for r in rows if r is not head]
         said.append(text + (f"; also off in {', '.join(others)})" if others else ")"))
     return "; ".join(said)
+
+
+def _tail_gap_text(row: dict[str, Any], lead: str) -> str:
+    """Where a row's p90 is off: the step its slowest tenth differs most in, model against
+    trace ('' where the p90 is within tolerance or either side has no steps)."""
+    gap = row.get("tail_step_gap")
+    if not gap or abs(row["p90_error"]) <= TOLERANCE:
+        return ""
+    return (
+        f"{lead}{gap['step']}: {gap['simulated_mean_ms']:.2f} ms simulated, "
+        f"{gap['measured_mean_ms']:.2f} measured per request"
+    )
 
 
 def _threads_wait(result: dict[str, Any], step: str) -> str:

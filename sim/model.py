@@ -260,6 +260,11 @@ class SystemModel:
         self.in_order: tuple[array[float], array[int]] | None = (
             (array("d"), array("i")) if self.cores is not None else None
         )
+        # ... and every traced request's latency and steps per cell, for the steps of each
+        # cell's slowest tenth (sim.summary.tail_steps), as `make compare` reads the trace's.
+        self.traced_rows: list[list[tuple[float, list[tuple[str, float]]]]] | None = (
+            [[] for _ in self.cells] if self.cores is not None else None
+        )
         self._timeout_ms = world.workload.client_timeout_ms.value
         # Shared by every request: SimPy only reads an event's callbacks list.
         self._on_arrival: list[Callable[[Any], None]] = [self._resume]
@@ -611,8 +616,7 @@ class SystemModel:
         if threads is not None:
             rest, c.post = c.post, None
             assert rest is not None
-            # The hash's CPU follows the load as measured per verification.
-            scale = self.cpu_scale["hash"]
+            scale = self._threaded_scale(step.label)
             return [
                 CompiledStep(
                     c.label, True, targets=[(threads[edge], _ZERO)],
@@ -631,6 +635,19 @@ class SystemModel:
                 )
             ]  # fmt: skip
         return []
+
+    def _threaded_scale(self, label: str) -> float:
+        """The factor on a worker-thread step's measured rest (its wall time in the fitted
+        run) that makes its mean the CPU per verification the worker threads' own clocks
+        measured at the modelled load: the rest also held the thread's waits for a core,
+        which the model's cores add themselves. Without that figure, the CPU per
+        verification's trend with load alone (`cpu_scale`)."""
+        cal = self.world.profile.calibration
+        expected = cal.expected_cpu_ms(self.config.qps) if cal is not None else None
+        rest_ms = float(self.world.profile.steps[label].wait.mean_ms)
+        if not expected or "hash" not in expected or rest_ms <= 0:
+            return self.cpu_scale["hash"]
+        return expected["hash"] / rest_ms
 
     def _less_hop(self, wait: Stream, wan: float, hops: int = 1) -> Stream:
         """A fitted wait less the mean hand-off CPU that the model now queues for a core
@@ -934,6 +951,8 @@ class SystemModel:
             self.in_order[1].append(cell)
         if spent is not None:
             self.traced[cell] += 1
+            if self.traced_rows is not None:
+                self.traced_rows[cell].append((latency, spent))
             for label, ms in spent:
                 key = (cell, label)
                 self.step_ms[key] = self.step_ms.get(key, 0.0) + ms

@@ -22,7 +22,7 @@ import numpy as np
 from scenarios.loader import World
 from sim.cores import FairCorePool, _KernelPool
 from sim.model import RunConfig, SystemModel
-from sim.stats import slow_spells
+from sim.stats import slow_spells, slowest_tenth_steps
 
 Cell = tuple[str, str, str]  # (operation, locality, edge region)
 
@@ -73,6 +73,21 @@ class CellSamples:
     step_ms: dict[str, float] = field(default_factory=dict)
     # Requests whose transaction conflicted and was retried at least once.
     retried: int = 0
+    # The local stack's runs: the slowest tenth of each replication's traced requests in
+    # this cell (sim.stats.slowest_tenth_steps): how many, and their ms per step.
+    tail_traced: int = 0
+    tail_step_ms: dict[str, float] = field(default_factory=dict)
+
+    def add_steps(
+        self, step_ms: dict[str, float], tail_traced: int, tail_ms: dict[str, float]
+    ) -> None:
+        """Add another replication's or region's ms per step (all traced requests, and its
+        slowest tenth's); its `traced` counts are added by the caller."""
+        for label, ms in step_ms.items():
+            self.step_ms[label] = self.step_ms.get(label, 0.0) + ms
+        self.tail_traced += tail_traced
+        for label, ms in tail_ms.items():
+            self.tail_step_ms[label] = self.tail_step_ms.get(label, 0.0) + ms
 
     @property
     def errors(self) -> int:
@@ -123,6 +138,9 @@ def _run_one(
     cells = {}
     for i, cell in enumerate(model.cells):
         steps = {label: ms for (c, label), ms in model.step_ms.items() if c == i}
+        tail_n, tail_ms = (
+            slowest_tenth_steps(model.traced_rows[i]) if model.traced_rows else (0, {})
+        )
         cells[cell] = {
             "batches": [
                 np.frombuffer(model.latencies[i * b + k], dtype=float).copy() for k in range(b)
@@ -131,6 +149,8 @@ def _run_one(
             "traced": model.traced[i],
             "retried": model.retried[i],
             "step_ms": steps,
+            "tail_traced": tail_n,
+            "tail_step_ms": tail_ms,
         }
     elapsed = config.warmup_ms + config.duration_ms
     util: dict[str, float] = {}
@@ -337,6 +357,5 @@ def _pool(
                 samples.errors_by_kind[kind] = samples.errors_by_kind.get(kind, 0) + n
             samples.traced += data["traced"]
             samples.retried += data["retried"]
-            for label, ms in data["step_ms"].items():
-                samples.step_ms[label] = samples.step_ms.get(label, 0.0) + ms
+            samples.add_steps(data["step_ms"], data["tail_traced"], data["tail_step_ms"])
     return results

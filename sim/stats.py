@@ -123,3 +123,22 @@ def shares(counts: dict[str, int]) -> dict[str, float]:
     total = sum(counts.values())
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return {k: round(n / total, 4) for k, n in ranked} if total else {}
+
+
+def slowest_tenth_steps(
+    rows: Sequence[tuple[float, Sequence[tuple[str, float]]]],
+) -> tuple[int, dict[str, float]]:
+    """The requests at or above the 90th percentile of `rows`' latencies (each row: a
+    request's latency and its (step, ms) pairs): how many, and their ms summed per step.
+    Where a p90 is off, these steps, not the means over every request, say which step
+    makes the difference."""
+    if not rows:
+        return 0, {}
+    cut = float(np.percentile([latency for latency, _ in rows], 90))
+    count, sums = 0, dict[str, float]()
+    for latency, steps in rows:
+        if latency >= cut:
+            count += 1
+            for step, ms in steps:
+                sums[step] = sums.get(step, 0.0) + ms
+    return count, sums

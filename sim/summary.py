@@ -43,23 +43,26 @@ def merge_cells(cells: Iterable[CellSamples]) -> CellSamples:
             merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + n
         merged.traced += c.traced
         merged.retried += c.retried
-        for label, ms in c.step_ms.items():
-            merged.step_ms[label] = merged.step_ms.get(label, 0.0) + ms
+        merged.add_steps(c.step_ms, c.tail_traced, c.tail_step_ms)
     return merged
 
 
-def step_shares(samples: CellSamples) -> list[StepShare]:
-    """Mean ms per request spent in each step (routes of one step pooled), largest first."""
-    if samples.traced == 0:
+def step_shares(samples: CellSamples, tail: bool = False) -> list[StepShare]:
+    """Mean ms per request spent in each step (routes of one step pooled), largest first;
+    `tail`: over the slowest tenth of the traced requests only."""
+    traced, step_ms = (
+        (samples.tail_traced, samples.tail_step_ms) if tail else (samples.traced, samples.step_ms)
+    )
+    if traced == 0:
         return []
     by_step: dict[str, float] = {}
     top_route: dict[str, tuple[float, str | None]] = {}
-    for label, ms in samples.step_ms.items():
+    for label, ms in step_ms.items():
         step, _, route = label.partition("|")
         by_step[step] = by_step.get(step, 0.0) + ms
         if step not in top_route or ms > top_route[step][0]:
             top_route[step] = (ms, route or None)
-    shares = [StepShare(s, top_route[s][1], ms / samples.traced) for s, ms in by_step.items()]
+    shares = [StepShare(s, top_route[s][1], ms / traced) for s, ms in by_step.items()]
     return sorted(shares, key=lambda s: -s.mean_ms)
 
 
@@ -121,6 +124,9 @@ def cell_row(
     shares = step_shares(samples)
     row["steps_mean_ms"] = {s.step: round(s.mean_ms, 3) for s in shares}
     row["dominant_step"] = describe_step(shares[0], world) if shares else None
+    tail = step_shares(samples, tail=True)
+    if tail:
+        row["steps_tail_mean_ms"] = {s.step: round(s.mean_ms, 3) for s in tail}
     return row
 
 

@@ -11,6 +11,7 @@ from sim.stats import (
     order_statistic_interval,
     percentile_interval,
     slow_spells,
+    slowest_tenth_steps,
     spell_shares,
 )
 
@@ -72,3 +73,17 @@ def test_slow_spells_find_requests_that_slowed_together() -> None:
     # Fewer requests than a spell: nothing to say.
     short = slow_spells(lat[:49], logins[:49])
     assert short["spells"] == 0 and spell_shares(short)["slow_share"] is None
+
+
+def test_the_slowest_tenths_steps_are_summed_over_those_requests_only() -> None:
+    # 100 requests: 90 of 2 ms (1 in the store, 1 elsewhere); 10 of 20 ms whose store
+    # call took 15 ms. The slowest tenth is those ten, and their store time shows it.
+    fast = [(2.0, [("redis.get", 1.0), ("app.untraced", 1.0)])] * 90
+    slow = [(20.0, [("redis.get", 15.0), ("app.untraced", 5.0)])] * 10
+    n, sums = slowest_tenth_steps(fast + slow)
+    assert n == 10
+    assert sums == {"redis.get": 150.0, "app.untraced": 50.0}
+    assert slowest_tenth_steps([]) == (0, {})
+    # Ties at the cut are all in: every request alike is the slowest tenth of itself.
+    n, sums = slowest_tenth_steps(fast)
+    assert n == 90 and sums["redis.get"] == 90.0
