@@ -302,8 +302,6 @@ def read_traces(load_dirs: list[Path]) -> dict[str, Any] | None:
     traces = [t for t in map(read_trace, load_dirs) if t is not None]
     if not traces:
         return None
-    if len(traces) == 1:
-        return {**traces[0], "runs": 1}
     requests = [row for t in traces for row in t["requests"]]
     return {**traces[0], "requests": requests, "runs": len(traces)}
 

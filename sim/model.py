@@ -261,7 +261,7 @@ class SystemModel:
             (array("d"), array("i")) if self.cores is not None else None
         )
         # ... and every traced request's latency and steps per cell, for the steps of each
-        # cell's slowest tenth (sim.summary.tail_steps), as `make compare` reads the trace's.
+        # cell's slowest tenth (sim.stats.slowest_tenth_steps), as `make compare` reads the trace's.
         self.traced_rows: list[list[tuple[float, list[tuple[str, float]]]]] | None = (
             [[] for _ in self.cells] if self.cores is not None else None
         )

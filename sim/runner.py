@@ -79,10 +79,11 @@ class CellSamples:
     tail_step_ms: dict[str, float] = field(default_factory=dict)
 
     def add_steps(
-        self, step_ms: dict[str, float], tail_traced: int, tail_ms: dict[str, float]
+        self, traced: int, step_ms: dict[str, float], tail_traced: int, tail_ms: dict[str, float]
     ) -> None:
-        """Add another replication's or region's ms per step (all traced requests, and its
-        slowest tenth's); its `traced` counts are added by the caller."""
+        """Add another replication's or region's traced requests and their ms per step (all
+        of them, and its slowest tenth's)."""
+        self.traced += traced
         for label, ms in step_ms.items():
             self.step_ms[label] = self.step_ms.get(label, 0.0) + ms
         self.tail_traced += tail_traced
@@ -355,7 +356,8 @@ def _pool(
             samples.batches.extend(data["batches"])
             for kind, n in data["errors_by_kind"].items():
                 samples.errors_by_kind[kind] = samples.errors_by_kind.get(kind, 0) + n
-            samples.traced += data["traced"]
             samples.retried += data["retried"]
-            samples.add_steps(data["step_ms"], data["tail_traced"], data["tail_step_ms"])
+            samples.add_steps(
+                data["traced"], data["step_ms"], data["tail_traced"], data["tail_step_ms"]
+            )
     return results

@@ -41,9 +41,8 @@ def merge_cells(cells: Iterable[CellSamples]) -> CellSamples:
     for c in cells:
         for kind, n in c.errors_by_kind.items():
             merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + n
-        merged.traced += c.traced
         merged.retried += c.retried
-        merged.add_steps(c.step_ms, c.tail_traced, c.tail_step_ms)
+        merged.add_steps(c.traced, c.step_ms, c.tail_traced, c.tail_step_ms)
     return merged
 
 
