@@ -815,10 +815,11 @@ def test_a_request_waits_for_the_senders_thread_again_before_its_socket(
 
     # Idle, the turn waits only for the sender's own CPU before it (0.01 ms); at 72 % busy
     # it waits behind the work of the senders that became ready during the first wait
-    # (12 ms pieces): 0.87 ms on average in this run.
+    # (12 ms pieces): 0.26-0.87 ms on average, by the fixture's calibration run; at least
+    # ten times the sender's own CPU before it either way.
     idle, busy = socket_wait(0.0), socket_wait(12.0)
     assert idle < 0.05
-    assert busy > 0.3
+    assert busy > 0.1 and busy > 3 * idle
 
 
 def test_compare_puts_the_runs_side_by_side(
