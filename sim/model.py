@@ -503,9 +503,8 @@ class SystemModel:
                 # The load generator's CPU on the path is part of the measured `untraced`
                 # time already (its distribution as one light-load whole); what load adds is
                 # the wait for the sender's thread, before the send, before the socket and for
-                # the answer: a
-                # TurnStation, where a request waits for its turn and its CPU (and what
-                # follows the latency) keeps the thread busy behind it.
+                # the answer: a TurnStation, where a request waits for its turn and its CPU
+                # (and what follows the latency) keeps the thread busy behind it.
                 send, receive, after = self.client_cpu
                 loop: list[tuple[Station, Stream]] = [(self.client_loop, _ZERO)]
                 compiled.insert(0, CompiledStep("client.send", True, targets=loop, service=send))

@@ -653,12 +653,17 @@ def _variant(profile: Path, out: Path, **lines: str) -> Path:
     return out
 
 
-def _p50(summary: dict[str, Any], op: str = "session_validation") -> float:
+def _row(summary: dict[str, Any], op: str = "session_validation") -> dict[str, Any]:
+    """The summary's same-region row of `op` in ap-ne."""
     return next(
-        r["p50_ms"]
+        r
         for r in summary["latency"]
         if (r["operation"], r["locality"], r["region"]) == (op, "same_region", "ap-ne")
     )
+
+
+def _p50(summary: dict[str, Any], op: str = "session_validation") -> float:
+    return float(_row(summary, op)["p50_ms"])
 
 
 def test_the_threads_share_the_machines_cores(
@@ -783,12 +788,7 @@ def test_the_load_generators_thread_queues_in_the_model(
         summary = _with_sender_cpu(loop["profile"], tmp_path, after_ms)
         busy = summary["utilisation_max"]["hybrid"]["client"]
         assert busy == pytest.approx(60 * (after_ms + 0.02) / 1000, rel=0.15)
-        return next(
-            r["p50_ms"]
-            for r in summary["latency"]
-            if (r["operation"], r["locality"], r["region"])
-            == ("session_validation", "same_region", "ap-ne")
-        )
+        return _p50(summary)
 
     idle, busy = p50(0.0), p50(12.0)
     # an M/D/1 queue at 72 % waits about 15 ms on average; at the median, several
@@ -805,13 +805,7 @@ def test_a_request_waits_for_the_senders_thread_again_before_its_socket(
 
     def socket_wait(after_ms: float) -> float:
         summary = _with_sender_cpu(loop["profile"], tmp_path, after_ms)
-        row = next(
-            r
-            for r in summary["latency"]
-            if (r["operation"], r["locality"], r["region"])
-            == ("session_validation", "same_region", "ap-ne")
-        )
-        return float(row["steps_mean_ms"]["client.socket"])
+        return float(_row(summary)["steps_mean_ms"]["client.socket"])
 
     # Idle, the turn waits only for the sender's own CPU before it (0.01 ms); at 72 % busy
     # it waits behind the work of the senders that became ready during the first wait
